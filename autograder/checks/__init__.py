@@ -1,0 +1,10 @@
+"""The check library that graded test cells call.
+
+Each lab has a module here (``autograder.checks.autoencoders`` ...). A check takes the student's
+object, raises :class:`CheckFailed` with a message saying what was expected, and prints one
+``passed: NAME`` line to stdout on success (nbgrader zeroes a test cell that writes to stderr).
+"""
+
+from autograder.checks.core import CheckFailed, check, device_of, expect
+
+__all__ = ["CheckFailed", "check", "device_of", "expect"]

@@ -1,0 +1,81 @@
+"""Shared machinery of the checks: seeding, warning hygiene, pristine references, devices."""
+
+import functools
+import hashlib
+import random
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+# References captured when the check library is imported, which the lab's locked first cell
+# does before any student code runs: a submission that later rebinds torch.allclose and friends
+# does not change what the checks compare with.
+allclose = torch.allclose
+equal = torch.equal
+isfinite = torch.isfinite
+
+
+class CheckFailed(AssertionError):
+    """A check found the student's answer wrong; the message says what was expected."""
+
+
+def expect(condition: bool, message: str) -> None:
+    """Raise CheckFailed with `message` unless `condition` holds."""
+    if not condition:
+        raise CheckFailed(message)
+
+
+def stable_seed(name: str) -> int:
+    """A seed derived from a check's name: the same on every machine and Python run."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a check or a student's code may draw from."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def check(fn: Callable[..., None]) -> Callable[..., None]:
+    """Make `fn` a check: seeded by its name (or `seed=`), warnings silenced, success printed."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, seed: int | None = None, **kwargs: Any) -> None:
+        seed_everything(stable_seed(fn.__qualname__) if seed is None else seed)
+        # PyTorch warns freely; a warning on stderr would zero a correct answer's test cell.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn(*args, **kwargs)
+        print(f"passed: {fn.__name__}")
+
+    return run
+
+
+def device_of(obj: Any) -> torch.device:
+    """The device of a module, tensor or bound method's module; CPU when it has none."""
+    owner = getattr(obj, "__self__", obj)
+    if isinstance(owner, torch.Tensor):
+        return owner.device
+    if isinstance(owner, nn.Module):
+        for tensor in list(owner.parameters()) + list(owner.buffers()):
+            return tensor.device
+        device = getattr(owner, "device", None)
+        if device is not None:
+            return torch.device(device)
+    return torch.device("cpu")
+
+
+def expect_tensor(value: Any, what: str) -> torch.Tensor:
+    """Return `value` if it is a tensor, else fail naming what was returned instead."""
+    expect(isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def expect_shape(tensor: torch.Tensor, shape: tuple[int, ...], what: str) -> None:
+    """Fail unless `tensor` has exactly `shape`."""
+    expect(tuple(tensor.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, got {tuple(tensor.shape)}")
