@@ -19,7 +19,9 @@ def build_views(template: Template) -> tuple[dict[str, nbformat.NotebookNode], l
     try:
         MetadataValidator().validate_nb(notebooks["nbgrader"])
     except ValidationError as exc:
-        errors.append(f"{template.path}:1: nbgrader rejects the metadata: {exc} (expected valid nbgrader cells)")
+        errors.append(
+            f"{template.path}:1: nbgrader rejects the metadata: {exc} (expected valid nbgrader cells)"
+        )
     return notebooks, errors
 
 

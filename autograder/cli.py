@@ -4,7 +4,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from autograder import course, demo
 from autograder.build import build
+
+LABS = Path("labs")
+STAND_IN = Path("tests/templates/mini.md")  # the demo's lab while labs/ is empty
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -19,6 +23,35 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    """Release nbgrader views with `nbgrader generate_assignment`."""
+    for path in course.release(Path(args.course), [Path(p) for p in args.views]):
+        print(f"released {path}")
+    return 0
+
+
+def cmd_autograde(args: argparse.Namespace) -> int:
+    """Autograde every submission; one that cannot be graded is reported, not fatal."""
+    course_dir = Path(args.course)
+    outcomes = course.autograde(course_dir)
+    print(demo.format_table(demo.grade_table(course_dir)))
+    failed = [f"{s}/{lab}" for (s, lab), error in outcomes.items() if error]
+    print(f"{len(outcomes)} submission(s) graded, {len(failed)} could not be: {failed or 'none'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build, release and autograde the example submissions; print the grade table."""
+    templates = sorted(LABS.glob("*.md")) or [STAND_IN]
+    out = Path(args.out)
+    rows = demo.run_demo(templates, out, Path("examples"))
+    print(demo.format_table(rows))
+    print(f"feedback:  {out / 'course' / 'feedback'}/STUDENT/LAB/LAB.html")
+    print(f"grades:    {out / 'course' / 'grades.csv'}")
+    print(f"results:   {out / 'course' / 'autograded'}/STUDENT/LAB/results.json")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per workflow step."""
     top = argparse.ArgumentParser(prog="autograder", description=__doc__)
@@ -27,6 +60,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="build", help="output directory (default: build)")
     p.add_argument("templates", nargs="+", metavar="TEMPLATE")
     p.set_defaults(func=cmd_build)
+    p = sub.add_parser("release", help="release nbgrader views with nbgrader generate_assignment")
+    p.add_argument("--course", default="build/course", help="nbgrader course directory")
+    p.add_argument("views", nargs="+", metavar="NBGRADER_VIEW")
+    p.set_defaults(func=cmd_release)
+    p = sub.add_parser("autograde", help="autograde submitted/STUDENT/LAB/, feedback, grades.csv")
+    p.add_argument("--course", default="build/course", help="nbgrader course directory")
+    p.set_defaults(func=cmd_autograde)
+    p = sub.add_parser("demo", help="grade three example submissions of every lab")
+    p.add_argument("--out", default="build/demo", help="output directory (default: build/demo)")
+    p.set_defaults(func=cmd_demo)
     return top
 
 

@@ -47,7 +47,10 @@ def nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproce
     """Run one nbgrader command in the course directory with this interpreter's nbgrader."""
     command = [sys.executable, "-m", "nbgrader", *args]
     # nbgrader runs `alembic` from PATH: put this environment's scripts first.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     return subprocess.run(
         command, cwd=course, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -77,7 +80,9 @@ def release(course: Path, nbgrader_views: list[Path]) -> list[Path]:
         shutil.copyfile(view, course / "source" / lab / view.name)
         result = nbgrader(course, "generate_assignment", lab, "--force", "--create")
         if result.returncode != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {lab} failed:\n{result.stdout}{result.stderr}")
+            raise RuntimeError(
+                f"nbgrader generate_assignment {lab} failed:\n{result.stdout}{result.stderr}"
+            )
         released.append(course / "release" / lab / view.name)
     return released
 
@@ -85,7 +90,9 @@ def release(course: Path, nbgrader_views: list[Path]) -> list[Path]:
 def submissions(course: Path) -> list[tuple[str, str]]:
     """(student, lab) for every folder submitted/STUDENT/LAB/."""
     root = course / "submitted"
-    return sorted((s.name, a.name) for s in root.glob("*") if s.is_dir() for a in s.glob("*") if a.is_dir())
+    return sorted(
+        (s.name, a.name) for s in root.glob("*") if s.is_dir() for a in s.glob("*") if a.is_dir()
+    )
 
 
 def autograde_one(course: Path, student: str, lab: str) -> str | None:
@@ -145,11 +152,23 @@ def graded_cells(course: Path, student: str, lab: str) -> list[dict]:
     return tests
 
 
-def test_entry(cell: nbformat.NotebookNode, name: str, score: float | None, max_score: float) -> dict:
+def test_entry(
+    cell: nbformat.NotebookNode, name: str, score: float | None, max_score: float
+) -> dict:
     """A Gradescope test entry; a manually graded answer scores 0 until a person grades it."""
     if score is None:
-        return {"name": name, "score": 0.0, "max_score": max_score, "output": "awaiting manual grading"}
-    return {"name": name, "score": float(score), "max_score": max_score, "output": cell_output(cell)}
+        return {
+            "name": name,
+            "score": 0.0,
+            "max_score": max_score,
+            "output": "awaiting manual grading",
+        }
+    return {
+        "name": name,
+        "score": float(score),
+        "max_score": max_score,
+        "output": cell_output(cell),
+    }
 
 
 def cell_output(cell: nbformat.NotebookNode) -> str:

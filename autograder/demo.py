@@ -24,10 +24,15 @@ def read_partial(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     chunks = re.split(r"^# %% (\S+)\n", path.read_text(), flags=re.M)
-    return {grade_id: body.rstrip("\n") for grade_id, body in zip(chunks[1::2], chunks[2::2], strict=True)}
+    return {
+        grade_id: body.rstrip("\n")
+        for grade_id, body in zip(chunks[1::2], chunks[2::2], strict=True)
+    }
 
 
-def fill(release: nbformat.NotebookNode, solution: nbformat.NotebookNode, answers: dict[str, str] | None) -> nbformat.NotebookNode:
+def fill(
+    release: nbformat.NotebookNode, solution: nbformat.NotebookNode, answers: dict[str, str] | None
+) -> nbformat.NotebookNode:
     """The release with its answer cells filled: from `answers` by grade id, else the solution."""
     nb = nbformat.from_dict(json.loads(json.dumps(release)))
     for cell, reference in zip(nb.cells, solution.cells, strict=True):
@@ -56,10 +61,20 @@ def grade_table(course_dir: Path) -> list[dict]:
     """One row per submission from its results.json."""
     rows = []
     for student, lab in course.submissions(course_dir):
-        results = json.loads((course_dir / "autograded" / student / lab / "results.json").read_text())
+        results = json.loads(
+            (course_dir / "autograded" / student / lab / "results.json").read_text()
+        )
         manual = sum(1 for t in results["tests"] if t["output"] == "awaiting manual grading")
-        rows.append({"student": student, "lab": lab, "score": results["score"],
-                     "max_score": results["max_score"], "manual": manual, "error": results.get("output")})
+        rows.append(
+            {
+                "student": student,
+                "lab": lab,
+                "score": results["score"],
+                "max_score": results["max_score"],
+                "manual": manual,
+                "error": results.get("output"),
+            }
+        )
     return rows
 
 
@@ -68,7 +83,9 @@ def format_table(rows: list[dict]) -> str:
     lines = [f"{'lab':<22} {'student':<10} {'score':>6} {'max':>6}  manual answers to grade"]
     for r in rows:
         note = f"  ERROR: {r['error'][:60]}" if r["error"] else ""
-        lines.append(f"{r['lab']:<22} {r['student']:<10} {r['score']:>6.1f} {r['max_score']:>6.1f}  {r['manual']}{note}")
+        lines.append(
+            f"{r['lab']:<22} {r['student']:<10} {r['score']:>6.1f} {r['max_score']:>6.1f}  {r['manual']}{note}"
+        )
     return "\n".join(lines)
 
 

@@ -170,7 +170,9 @@ def parse_grade(where: str, args: list[str], lineno: int, errors: list[str]) -> 
         return None
     grade_id, points = args
     if not ID_PATTERN.match(grade_id):
-        errors.append(f"{where}: bad id {grade_id!r} (expected a letter, then letters, digits, - or _)")
+        errors.append(
+            f"{where}: bad id {grade_id!r} (expected a letter, then letters, digits, - or _)"
+        )
         return None
     try:
         value = float(points)
@@ -192,7 +194,9 @@ def parse_body(path: Path, cell: Cell, lines: list[Line], errors: list[str]) -> 
             (region.body if region else cell.segments).append(line)
         elif tag[0] == "MSG":
             if region is None or region.hidden:
-                errors.append(f"{where}: #!MSG outside a solution region (expected it between HWBEGIN and HWEND)")
+                errors.append(
+                    f"{where}: #!MSG outside a solution region (expected it between HWBEGIN and HWEND)"
+                )
             else:
                 region.hints.append(tag[1])
         else:
@@ -210,7 +214,9 @@ def parse_region_tag(
     """Apply a region tag to the open region (or None); return the region open after it."""
     word = (words.split() or [""])[0]
     if word in HEADER_WORDS:
-        errors.append(f"{where}: #!TAG {word} after the first lines of the cell (expected it at the top)")
+        errors.append(
+            f"{where}: #!TAG {word} after the first lines of the cell (expected it at the top)"
+        )
         return region
     if word not in REGION_WORDS:
         known = ", ".join(sorted(HEADER_WORDS | REGION_WORDS))
@@ -226,7 +232,9 @@ def parse_region_tag(
     if opening:
         return open_region(where, cell, line, word, hidden, errors)
     if region is None or region.hidden != hidden:
-        errors.append(f"{where}: #!TAG {word} without a matching #!TAG {word.replace('END', 'BEGIN')}")
+        errors.append(
+            f"{where}: #!TAG {word} without a matching #!TAG {word.replace('END', 'BEGIN')}"
+        )
         return region
     cell.segments.append(region)
     return None
@@ -237,10 +245,14 @@ def open_region(
 ) -> Region | None:
     """Open a region where one may stand: hidden tests only in TEST cells, and vice versa."""
     if hidden and cell.test is None:
-        errors.append(f"{where}: #!TAG {word} outside a test cell (expected a cell starting with #!TAG TEST)")
+        errors.append(
+            f"{where}: #!TAG {word} outside a test cell (expected a cell starting with #!TAG TEST)"
+        )
         return None
     if not hidden and cell.test is not None:
-        errors.append(f"{where}: #!TAG {word} in a test cell (expected HIDDENBEGIN for hidden tests)")
+        errors.append(
+            f"{where}: #!TAG {word} in a test cell (expected HIDDENBEGIN for hidden tests)"
+        )
         return None
     indent = line.text[: len(line.text) - len(line.text.lstrip())]
     return Region(indent, line.lineno, hidden)
@@ -260,4 +272,6 @@ def check_unique_ids(path: Path, cells: list[Cell], errors: list[str]) -> None:
                 )
             seen.setdefault(grade.id, grade.lineno)
         if cell.manual is not None and not cell.has_solution:
-            errors.append(f"{path}:{cell.lineno}: MANUAL cell without a region (expected its reference answer between HWBEGIN and HWEND)")
+            errors.append(
+                f"{path}:{cell.lineno}: MANUAL cell without a region (expected its reference answer between HWBEGIN and HWEND)"
+            )

@@ -69,7 +69,11 @@ def nbgrader_region(cell: Cell, region: Region) -> list[Line]:
 def wrap(region: Region, begin: str, end: str) -> list[Line]:
     """The region's body between two marker lines at the region's indentation."""
     last = region.body[-1].lineno + 1 if region.body else region.begin
-    return [Line(region.indent + begin, region.begin), *region.body, Line(region.indent + end, last)]
+    return [
+        Line(region.indent + begin, region.begin),
+        *region.body,
+        Line(region.indent + end, last),
+    ]
 
 
 def render_lines(cell: Cell, view: str) -> list[Line]:
@@ -99,7 +103,9 @@ def view_metadata(cell: Cell, view: str) -> dict:
 
 def render(template: Template, view: str) -> list[Rendered]:
     """Every cell of `template` in `view`, nbgrader metadata added to the nbgrader view."""
-    cells = [Rendered(c.kind, render_lines(c, view), view_metadata(c, view)) for c in template.cells]
+    cells = [
+        Rendered(c.kind, render_lines(c, view), view_metadata(c, view)) for c in template.cells
+    ]
     if view == "nbgrader":
         add_nbgrader_metadata(template.cells, cells)
     return cells
@@ -118,14 +124,36 @@ def nbgrader_cell_metadata(cell: Cell, out: Rendered, taken: set[str]) -> dict |
     """nbgrader's metadata for one cell, or None for an ordinary cell."""
     if cell.test is not None:
         grade = cell.test
-        return {"grade": True, "solution": False, "locked": True, "grade_id": grade.id, "points": grade.points}
+        return {
+            "grade": True,
+            "solution": False,
+            "locked": True,
+            "grade_id": grade.id,
+            "points": grade.points,
+        }
     if cell.manual is not None:
         grade = cell.manual
-        return {"grade": True, "solution": True, "locked": False, "grade_id": grade.id, "points": grade.points}
+        return {
+            "grade": True,
+            "solution": True,
+            "locked": False,
+            "grade_id": grade.id,
+            "points": grade.points,
+        }
     if cell.has_solution and cell.kind == "code":
-        return {"grade": False, "solution": True, "locked": False, "grade_id": fresh_id("answer", out, taken)}
+        return {
+            "grade": False,
+            "solution": True,
+            "locked": False,
+            "grade_id": fresh_id("answer", out, taken),
+        }
     if cell.locked:
-        return {"grade": False, "solution": False, "locked": True, "grade_id": fresh_id("provided", out, taken)}
+        return {
+            "grade": False,
+            "solution": False,
+            "locked": True,
+            "grade_id": fresh_id("provided", out, taken),
+        }
     return None
 
 

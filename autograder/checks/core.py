@@ -72,10 +72,16 @@ def device_of(obj: Any) -> torch.device:
 
 def expect_tensor(value: Any, what: str) -> torch.Tensor:
     """Return `value` if it is a tensor, else fail naming what was returned instead."""
-    expect(isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, got {type(value).__name__}")
+    expect(
+        isinstance(value, torch.Tensor),
+        f"{what} should be a torch.Tensor, got {type(value).__name__}",
+    )
     return value
 
 
 def expect_shape(tensor: torch.Tensor, shape: tuple[int, ...], what: str) -> None:
     """Fail unless `tensor` has exactly `shape`."""
-    expect(tuple(tensor.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, got {tuple(tensor.shape)}")
+    expect(
+        tuple(tensor.shape) == tuple(shape),
+        f"{what} should have shape {tuple(shape)}, got {tuple(tensor.shape)}",
+    )

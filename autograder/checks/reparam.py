@@ -17,7 +17,9 @@ LOG_VAR = (0.0, 1.2, -1.5, math.log(4.0))
 ROWS = 100_000
 
 
-def _inputs(device: torch.device, rows: int, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(
+    device: torch.device, rows: int, grad: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     mu = torch.tensor(MU, device=device).repeat(rows, 1).requires_grad_(grad)
     log_var = torch.tensor(LOG_VAR, device=device).repeat(rows, 1).requires_grad_(grad)
     return mu, log_var

@@ -25,7 +25,10 @@ def expect_standard_normal(e: torch.Tensor, what: str) -> None:
     tail = (e.abs() > 2).double().mean(0)
     for j in range(e.shape[1]):
         # mean of n iid N(0,1): sd 1/sqrt(n); false failure P_ONE
-        expect(abs(mean[j]) <= C / math.sqrt(n), f"{what}: column {j} has mean {mean[j]:.4f}, expected 0")
+        expect(
+            abs(mean[j]) <= C / math.sqrt(n),
+            f"{what}: column {j} has mean {mean[j]:.4f}, expected 0",
+        )
         # sample variance: sd sqrt(2/(n-1)) (chi-square, skew sqrt(8/n) ~ 0.01); false failure ~P_ONE
         expect(
             abs(var[j] - 1) <= C * math.sqrt(2 / (n - 1)),

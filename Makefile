@@ -1,0 +1,50 @@
+# Every target installs what it needs first, so a fresh clone needs no separate setup step.
+# Variables: PYTHON (the interpreter that makes .venv), DGM_DATA (the shared MNIST directory).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+LABS   := $(wildcard labs/*.md)
+COURSE := build/course
+# pip prints a warning per package for the machine's extra local indexes; keep logs readable.
+PIPQ   := 2>&1 | grep -v "^WARNING: Location" || true
+
+.PHONY: install data build release autograde demo test test-fast lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip $(PIPQ)
+	$(PY) -m pip install -q -e ".[lab,dev]" $(PIPQ)
+	$(PY) -c "import torch, torchvision, nbgrader, jupytext, ipywidgets, torchinfo"
+	touch $@
+
+data: install
+	$(PY) -m autograder.data
+
+build: install
+	$(PY) -m autograder.cli build --out build $(LABS)
+	mkdir -p solutions
+	cp build/solution/*.ipynb solutions/
+
+release: build
+	$(PY) -m autograder.cli release --course $(COURSE) $(patsubst labs/%.md,build/nbgrader/%.ipynb,$(LABS))
+
+autograde: install data
+	$(PY) -m autograder.cli autograde --course $(COURSE)
+
+demo: install data
+	$(PY) -m autograder.cli demo --out build/demo
+
+test: install data
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not data"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build notebooks
