@@ -9,7 +9,7 @@ COURSE := build/course
 # pip prints a warning per package for the machine's extra local indexes; keep logs readable.
 PIPQ   := 2>&1 | grep -v "^WARNING: Location" || true
 
-.PHONY: install data build release autograde demo test test-fast lint clean
+.PHONY: install data build release autograde demo test test-fast golden lint clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,9 @@ test: install data
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not data"
+
+golden: install
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_views.py -k golden
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -242,18 +242,19 @@ def parse_region_tag(
 
 def open_region(
     where: str, cell: Cell, line: Line, word: str, hidden: bool, errors: list[str]
-) -> Region | None:
-    """Open a region where one may stand: hidden tests only in TEST cells, and vice versa."""
+) -> Region:
+    """Open a region, checking it may stand here: hidden tests only in TEST cells, and vice versa.
+
+    A misplaced region is still opened, so that its closing tag gives no second error.
+    """
     if hidden and cell.test is None:
         errors.append(
             f"{where}: #!TAG {word} outside a test cell (expected a cell starting with #!TAG TEST)"
         )
-        return None
     if not hidden and cell.test is not None:
         errors.append(
             f"{where}: #!TAG {word} in a test cell (expected HIDDENBEGIN for hidden tests)"
         )
-        return None
     indent = line.text[: len(line.text) - len(line.text.lstrip())]
     return Region(indent, line.lineno, hidden)
 

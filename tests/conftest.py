@@ -1,0 +1,35 @@
+"""Shared fixtures: the repository's paths and a helper to write templates."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = """\
+---
+jupyter:
+  kernelspec:
+    display_name: Python 3 (ipykernel)
+    language: python
+    name: python3
+---
+"""
+
+
+def all_templates() -> list[Path]:
+    """Every template the properties are checked on: the labs and the test templates."""
+    return sorted((ROOT / "labs").glob("*.md")) + sorted(
+        (ROOT / "tests" / "templates").glob("*.md")
+    )
+
+
+@pytest.fixture
+def write_template(tmp_path: Path):
+    """Write a template body (after a fixed 7-line header) to tmp_path/NAME.md."""
+
+    def write(body: str, name: str = "lab") -> Path:
+        path = tmp_path / f"{name}.md"
+        path.write_text(HEADER + body)
+        return path
+
+    return write
