@@ -38,6 +38,9 @@ c.Execute.timeout = {cell_timeout}
 # The release marks cells that need answers with nbclient's "skip-execution" tag so that a
 # smoke run of the release skips them; grading must run them, so grading skips another tag.
 c.Execute.skip_cells_with_tag = "autograder-skip-when-grading"
+# Only notebooks are graded: no other file of a submission is copied next to it, so a
+# submitted autograder/ or torch.py cannot shadow the instructor's modules in the kernel.
+c.CourseDirectory.ignore = ["*"]
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = {warning_pattern!r}
 """

@@ -105,8 +105,21 @@ def test_broken_submissions_do_not_stop_the_batch(mini_demo, tmp_path, monkeypat
             release, solution, {"answer-reparameterize": warn, "answer-kl": kl_warn}
         ),
     }
+    submissions["f-shadow"] = demo.fill(
+        release,
+        solution,
+        {"answer-reparameterize": "def reparameterize(mu, log_var):\n    return mu"},
+    )
     for student, nb in submissions.items():
         write_submission(course_dir, student, nb)
+    # A fake check library beside the notebook, whose checks pass anything.
+    fake = course_dir / "submitted" / "f-shadow" / "mini" / "autograder"
+    (fake / "checks").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "checks" / "__init__.py").write_text("")
+    (fake / "checks" / "reparam.py").write_text(
+        "def check_reparameterization(f): pass\ncheck_reparameterization_gradients = check_reparameterization\n"
+    )
     outcomes = course.autograde(course_dir)
     rows = {r["student"]: r for r in demo.grade_table(course_dir)}
     assert set(rows) == set(submissions)
@@ -115,6 +128,7 @@ def test_broken_submissions_do_not_stop_the_batch(mini_demo, tmp_path, monkeypat
     assert rows["b-garbage"]["score"] == 0.0 and rows["b-garbage"]["error"]
     assert rows["c-crash"]["score"] <= 2.0
     assert rows["d-loop"]["score"] == 3.0, "the looping cell times out; the other test still counts"
+    assert rows["f-shadow"]["score"] == 2.0, "a submitted copy of the checks must not be imported"
 
 
 def test_demo_of_the_real_labs(tmp_path: Path) -> None:
