@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.checks.grading import GRADING_ENV
 from autograder.views import CODE_STUB, TEXT_STUB
 
 COURSE_ID = "dgm-labs"
@@ -49,11 +50,10 @@ c.IgnorePattern.pattern = {warning_pattern!r}
 def nbgrader(course: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run one nbgrader command in the course directory with this interpreter's nbgrader."""
     command = [sys.executable, "-m", "nbgrader", *args]
-    # nbgrader runs `alembic` from PATH: put this environment's scripts first.
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    # nbgrader runs `alembic` from PATH: put this environment's scripts first. The kernels
+    # nbgrader starts inherit GRADING_ENV, so every cell is seeded (see checks/grading.py).
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, GRADING_ENV: "1"}
     return subprocess.run(
         command, cwd=course, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )

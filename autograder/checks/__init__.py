@@ -6,5 +6,8 @@ object, raises :class:`CheckFailed` with a message saying what was expected, and
 """
 
 from autograder.checks.core import CheckFailed, check, device_of, expect
+from autograder.checks.grading import install_seed_hook
 
 __all__ = ["CheckFailed", "check", "device_of", "expect"]
+
+install_seed_hook()

@@ -1,0 +1,35 @@
+"""Seeding of every cell while a submission is graded, so that grading is reproducible.
+
+nbgrader runs the kernel with AUTOGRADER_GRADING=1 (see course.py). Importing the check
+library, which the lab's locked first cell does, then registers an IPython hook that seeds
+random, numpy and torch before each cell from a hash of the cell's source: a cell's random
+draws no longer depend on what ran before it. Students, who run without the variable, keep
+ordinary fresh randomness.
+"""
+
+import os
+
+from autograder.checks.core import seed_everything, stable_seed
+
+GRADING_ENV = "AUTOGRADER_GRADING"
+
+
+def seed_cell(info) -> None:
+    """IPython pre_run_cell hook: seed from the cell about to run."""
+    seed_everything(stable_seed(info.raw_cell or ""))
+
+
+def install_seed_hook() -> bool:
+    """Register the hook once, if grading inside IPython; say whether it is active."""
+    if os.environ.get(GRADING_ENV) != "1":
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    if seed_cell not in shell.events.callbacks["pre_run_cell"]:
+        shell.events.register("pre_run_cell", seed_cell)
+    return True
