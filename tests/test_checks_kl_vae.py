@@ -1,0 +1,442 @@
+"""Tests of the checks of lab 02-kl-vae, applied directly (no notebook): the reference passes,
+each wrong implementation of the issue fails, statistical checks pass under 200 seeds."""
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from autograder.checks import kl_vae as checks
+from autograder.checks.core import CheckFailed
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> object:
+    """Small tensors gain nothing from threads, and on a shared CPU extra threads only wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- reference implementations
+
+
+def kl_normal(mu_q: Tensor, sigma_q: Tensor, mu_p: Tensor, sigma_p: Tensor) -> Tensor:
+    return torch.log(sigma_p / sigma_q) + (sigma_q**2 + (mu_q - mu_p) ** 2) / (2 * sigma_p**2) - 0.5
+
+
+class KLDivergence:
+    def __call__(self, mu: Tensor, log_var: Tensor) -> Tensor:
+        return -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(dim=1).mean()
+
+
+class VAE(nn.Module):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, device: torch.device):
+        super().__init__()
+        self.encoder, self.decoder, self.device = encoder.to(device), decoder.to(device), device
+
+    def reparameterize(self, mu: Tensor, log_var: Tensor) -> Tensor:
+        return mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, log_var = self.encoder(x)
+        return self.decoder(self.reparameterize(mu, log_var)), mu, log_var
+
+    def encode(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.encoder(x)[0]
+
+    def reconstruct(self, z: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.decoder(z)
+
+
+def head(activation: type[nn.Module] | None = None) -> nn.Sequential:
+    layers = [nn.Linear(64, 32), nn.LeakyReLU(), nn.Linear(32, 8)]
+    return nn.Sequential(*layers, *([activation()] if activation else []))
+
+
+class Encoder(nn.Module):
+    def __init__(self, head_activation: type[nn.Module] | None = None):
+        super().__init__()
+        layers = [nn.Linear(784, 256), nn.LeakyReLU(), nn.Linear(256, 64), nn.LeakyReLU()]
+        self.body = nn.Sequential(*layers)
+        self.mu, self.log_var = head(head_activation), head(head_activation)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(x)
+        return self.mu(h), self.log_var(h)
+
+
+def decoder(sigmoid: bool = True) -> nn.Sequential:
+    layers = [nn.Linear(8, 32), nn.LeakyReLU(), nn.Linear(32, 64), nn.LeakyReLU()]
+    layers += [nn.Linear(64, 256), nn.LeakyReLU()]
+    return nn.Sequential(*layers, nn.Linear(256, 784), *([nn.Sigmoid()] if sigmoid else []))
+
+
+class KLWeightManager:
+    def __init__(self, warm_up_rounds: int, annealing_rounds: int):
+        self.warm_up_rounds, self.annealing_rounds = warm_up_rounds, annealing_rounds
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warm_up_rounds:
+            return 0.0
+        if epoch >= self.warm_up_rounds + self.annealing_rounds:
+            return 1.0
+        return (epoch - self.warm_up_rounds) / self.annealing_rounds
+
+
+def interpolate_linear(x: Tensor, y: Tensor, steps: int) -> Tensor:
+    t = torch.linspace(0, 1, steps, device=x.device).view(steps, *([1] * x.dim()))
+    return (1 - t) * x + t * y
+
+
+def sampler(reparameterize: Callable) -> Callable:
+    """The bound `reparameterize` of a VAE whose sampler is `reparameterize`."""
+    vae = type("SomeVAE", (VAE,), {"reparameterize": reparameterize})
+    return vae(nn.Identity(), nn.Identity(), CPU).reparameterize
+
+
+# ---------------------------------------------------------------- the reference passes
+
+
+def test_reference_passes_every_exact_check(capsys: pytest.CaptureFixture) -> None:
+    checks.check_kl_normal(kl_normal)
+    checks.check_kl_normal_properties(kl_normal)
+    checks.check_kl_divergence(KLDivergence())
+    checks.check_kl_divergence_details(KLDivergence())
+    checks.check_reparameterization_gradients(sampler(VAE.reparameterize))
+    checks.check_vae_methods(VAE, CPU)
+    checks.check_encoder_decoder(Encoder(), decoder())
+    for warm_up, annealing in ((5, 10), (0, 5), (2, 3), (0, 0), (3, 0)):
+        checks.check_kl_weight_manager(KLWeightManager, warm_up=warm_up, annealing=annealing)
+    checks.check_interpolate_linear(interpolate_linear, CPU)
+    assert capsys.readouterr().out.count("passed: ") == 13
+
+
+def test_exact_kl_values_agree_with_torch_distributions() -> None:
+    for mu, log_var, want in checks.EXACT_KL:
+        q = torch.distributions.Normal(mu, math.exp(0.5 * log_var))
+        got = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0))
+        assert abs(got.item() - want) < 1e-6
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_reparameterization_passes_under_200_seeds(seed: int) -> None:
+    # the full check (100 000 rows): 15 assertions at 3.8e-8 each, < 5.7e-7 per seed (reparam.py)
+    checks.check_reparameterization(sampler(VAE.reparameterize), seed=seed)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_seeded_exact_checks_pass_under_200_seeds(seed: int) -> None:
+    # deterministic comparisons on random inputs: no input may be a lucky one
+    checks.check_kl_normal(kl_normal, seed=seed)
+    checks.check_kl_normal_properties(kl_normal, seed=seed)
+    checks.check_kl_divergence_details(KLDivergence(), seed=seed)
+    checks.check_reparameterization_gradients(sampler(VAE.reparameterize), seed=seed)
+    checks.check_vae_methods(VAE, CPU, seed=seed)
+    checks.check_interpolate_linear(interpolate_linear, CPU, seed=seed)
+
+
+# ---------------------------------------------------------------- wrong implementations fail
+
+
+class KLSignFlipped:
+    def __call__(self, mu: Tensor, log_var: Tensor) -> Tensor:
+        return 0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(dim=1).mean()
+
+
+class KLMissingHalf:
+    def __call__(self, mu: Tensor, log_var: Tensor) -> Tensor:
+        return -(1 + log_var - mu.pow(2) - log_var.exp()).sum(dim=1).mean()
+
+
+class KLMeanOverDimensions:
+    def __call__(self, mu: Tensor, log_var: Tensor) -> Tensor:
+        return -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).mean()
+
+
+class KLSumOverBatch:
+    def __call__(self, mu: Tensor, log_var: Tensor) -> Tensor:
+        return -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum()
+
+
+class KLPerSample:
+    def __call__(self, mu: Tensor, log_var: Tensor) -> Tensor:
+        return -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(dim=1)
+
+
+def sigma_missing_half(self: VAE, mu: Tensor, log_var: Tensor) -> Tensor:
+    return mu + torch.exp(log_var) * torch.randn_like(mu)
+
+
+def uniform_noise(self: VAE, mu: Tensor, log_var: Tensor) -> Tensor:
+    return mu + torch.exp(0.5 * log_var) * torch.rand_like(mu)
+
+
+def noise_shared_by_batch(self: VAE, mu: Tensor, log_var: Tensor) -> Tensor:
+    return mu + torch.exp(0.5 * log_var) * torch.randn(mu.shape[1:], device=mu.device)
+
+
+def no_noise(self: VAE, mu: Tensor, log_var: Tensor) -> Tensor:
+    return mu
+
+
+def sigma_detached(self: VAE, mu: Tensor, log_var: Tensor) -> Tensor:
+    return mu + torch.exp(0.5 * log_var).detach() * torch.randn_like(mu)
+
+
+class WeightOneEpochEarly(KLWeightManager):
+    def __call__(self, epoch: int) -> float:
+        return super().__call__(epoch + 1)
+
+
+class WeightOneEpochLate(KLWeightManager):
+    def __call__(self, epoch: int) -> float:
+        return super().__call__(epoch - 1) if epoch > 0 else 0.0
+
+
+class WeightReachesOneEarly(KLWeightManager):
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warm_up_rounds:
+            return 0.0
+        return min(1.0, (epoch - self.warm_up_rounds) / (self.annealing_rounds - 1))
+
+
+def interpolate_steps_plus_one(x: Tensor, y: Tensor, steps: int) -> Tensor:
+    return interpolate_linear(x, y, steps + 1)
+
+
+def interpolate_misses_end(x: Tensor, y: Tensor, steps: int) -> Tensor:
+    t = (torch.arange(steps, device=x.device) / steps).view(steps, *([1] * x.dim()))
+    return (1 - t) * x + t * y
+
+
+def interpolate_returns_start_twice(x: Tensor, y: Tensor, steps: int) -> Tensor:
+    path = interpolate_linear(x, y, steps)
+    path[-1] = x
+    return path
+
+
+class EncodeTracksGradients(VAE):
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)[0]
+
+
+class ReconstructTracksGradients(VAE):
+    def reconstruct(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+
+class EncodeSamples(VAE):
+    def encode(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.reparameterize(*self.encoder(x))
+
+
+class ForwardReturnsZ(VAE):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, log_var = self.encoder(x)
+        z = self.reparameterize(mu, log_var)
+        return z, mu, log_var
+
+
+class ForwardDecodesMean(VAE):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, log_var = self.encoder(x)
+        return self.decoder(mu), mu, log_var
+
+
+class ForwardSwapsOutputs(VAE):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x_hat, mu, log_var = super().forward(x)
+        return x_hat, log_var, mu
+
+
+def kl_normal_swapped(mu_q: Tensor, sigma_q: Tensor, mu_p: Tensor, sigma_p: Tensor) -> Tensor:
+    return kl_normal(mu_p, sigma_p, mu_q, sigma_q)
+
+
+def kl_normal_no_half(mu_q: Tensor, sigma_q: Tensor, mu_p: Tensor, sigma_p: Tensor) -> Tensor:
+    return kl_normal(mu_q, sigma_q, mu_p, sigma_p) + 0.5
+
+
+def kl_normal_variances(mu_q: Tensor, sigma_q: Tensor, mu_p: Tensor, sigma_p: Tensor) -> Tensor:
+    return kl_normal(mu_q, sigma_q.sqrt(), mu_p, sigma_p.sqrt())
+
+
+def kl_normal_summed(mu_q: Tensor, sigma_q: Tensor, mu_p: Tensor, sigma_p: Tensor) -> Tensor:
+    return kl_normal(mu_q, sigma_q, mu_p, sigma_p).sum()
+
+
+WRONG: dict[str, Callable[[], None]] = {
+    # the issue's list
+    "KL sign flipped": lambda: checks.check_kl_divergence(KLSignFlipped()),
+    "KL missing 1/2": lambda: checks.check_kl_divergence(KLMissingHalf()),
+    "KL averaged over latent dimensions": lambda: checks.check_kl_divergence(
+        KLMeanOverDimensions()
+    ),
+    "KL summed over the batch": lambda: checks.check_kl_divergence(KLSumOverBatch()),
+    "sigma = exp(log_var)": lambda: checks.check_reparameterization(sampler(sigma_missing_half)),
+    "rand_like noise": lambda: checks.check_reparameterization(sampler(uniform_noise)),
+    "one eps for the batch": lambda: checks.check_reparameterization(
+        sampler(noise_shared_by_batch)
+    ),
+    "z = mu": lambda: checks.check_reparameterization(sampler(no_noise)),
+    "sigma detached": lambda: checks.check_reparameterization_gradients(sampler(sigma_detached)),
+    "weight one epoch early": lambda: checks.check_kl_weight_manager(WeightOneEpochEarly),
+    "weight one epoch late": lambda: checks.check_kl_weight_manager(WeightOneEpochLate),
+    "weight 1 one epoch early": lambda: checks.check_kl_weight_manager(WeightReachesOneEarly),
+    "steps + 1 points": lambda: checks.check_interpolate_linear(interpolate_steps_plus_one, CPU),
+    "endpoint y missed": lambda: checks.check_interpolate_linear(interpolate_misses_end, CPU),
+    "wrong endpoint": lambda: checks.check_interpolate_linear(interpolate_returns_start_twice, CPU),
+    "encode tracks gradients": lambda: checks.check_vae_methods(EncodeTracksGradients, CPU),
+    # more mistakes the checks should catch
+    "KL per sample": lambda: checks.check_kl_divergence(KLPerSample()),
+    "reconstruct tracks gradients": lambda: checks.check_vae_methods(
+        ReconstructTracksGradients, CPU
+    ),
+    "encode samples z": lambda: checks.check_vae_methods(EncodeSamples, CPU),
+    "forward returns z": lambda: checks.check_vae_methods(ForwardReturnsZ, CPU),
+    "forward decodes mu": lambda: checks.check_vae_methods(ForwardDecodesMean, CPU),
+    "forward swaps mu, log_var": lambda: checks.check_vae_methods(ForwardSwapsOutputs, CPU),
+    "LeakyReLU heads": lambda: checks.check_encoder_decoder(Encoder(nn.LeakyReLU), decoder()),
+    "Softplus heads": lambda: checks.check_encoder_decoder(Encoder(nn.Softplus), decoder()),
+    "decoder without sigmoid": lambda: checks.check_encoder_decoder(Encoder(), decoder(False)),
+    "kl_normal(p, q)": lambda: checks.check_kl_normal(kl_normal_swapped),
+    "kl_normal without -1/2": lambda: checks.check_kl_normal(kl_normal_no_half),
+    "kl_normal of variances": lambda: checks.check_kl_normal(kl_normal_variances),
+    "kl_normal summed": lambda: checks.check_kl_normal(kl_normal_summed),
+}
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_wrong_implementation_fails(name: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(CheckFailed):
+        WRONG[name]()
+    assert "passed" not in capsys.readouterr().out
+
+
+def test_failure_messages_name_the_mistake() -> None:
+    with pytest.raises(CheckFailed, match="averaged over latent dimensions"):
+        checks.check_kl_divergence(KLMeanOverDimensions())
+    with pytest.raises(CheckFailed, match="summed over the batch"):
+        checks.check_kl_divergence(KLSumOverBatch())
+    with pytest.raises(CheckFailed, match="LeakyReLU"):
+        checks.check_encoder_decoder(Encoder(nn.LeakyReLU), decoder())
+    with pytest.raises(CheckFailed, match="torch.no_grad"):
+        checks.check_vae_methods(EncodeTracksGradients, CPU)
+    with pytest.raises(CheckFailed, match=r"\(5\) should be 0, got 0.1"):
+        checks.check_kl_weight_manager(WeightOneEpochEarly)
+
+
+class UnfinishedVAE(VAE):
+    """The release's VAE: provided __init__, every method a stub."""
+
+    def reparameterize(self, mu: Tensor, log_var: Tensor) -> Tensor: ...
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    def encode(self, x: Tensor) -> Tensor: ...
+
+    def reconstruct(self, z: Tensor) -> Tensor: ...
+
+
+def test_unfinished_answers_fail() -> None:
+    """The release's stub `...` makes every function return Ellipsis: each check must fail."""
+
+    class Stub(nn.Module):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__()
+
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            return ...
+
+    stub = Stub()
+    for run in (
+        lambda: checks.check_kl_normal(stub),
+        lambda: checks.check_kl_divergence(stub),
+        lambda: checks.check_reparameterization(stub),
+        lambda: checks.check_encoder_decoder(stub, stub),
+        lambda: checks.check_interpolate_linear(stub, CPU),
+        lambda: checks.check_kl_weight_manager(Stub),
+        lambda: checks.check_vae_methods(UnfinishedVAE, CPU),
+        lambda: checks.check_reparameterization(sampler(UnfinishedVAE.reparameterize)),
+    ):
+        with pytest.raises(CheckFailed):
+            run()
+
+
+# ---------------------------------------------------------------- the trained model
+
+
+class Collapsed(nn.Module):
+    """A VAE whose posterior is the prior and whose decoder outputs the average image."""
+
+    def __init__(self, average: Tensor):
+        super().__init__()
+        self.average = nn.Parameter(average)
+        self.encoder = lambda x: (torch.zeros(len(x), 8), torch.zeros(len(x), 8))
+        self.decoder = lambda z: self.average.expand(len(z), -1)
+
+
+@pytest.fixture(scope="module")
+def mnist() -> tuple[Tensor, Tensor]:
+    from torchvision.datasets import MNIST
+
+    from autograder.data import data_dir
+
+    def load(train: bool) -> Tensor:
+        return MNIST(data_dir(), train=train, download=True).data.float().div(255).flatten(1)
+
+    return load(True), load(False)
+
+
+@pytest.mark.data
+def test_collapsed_and_untrained_models_fail(mnist: tuple[Tensor, Tensor]) -> None:
+    train_x, test_x = mnist
+    collapsed = Collapsed(train_x.mean(0))
+    loss, kl = checks.vae_scores(collapsed, test_x)
+    assert kl == 0 and 52 < loss < 53.5  # the figure quoted next to MAX_LOSS
+    with pytest.raises(CheckFailed, match="below"):
+        checks.check_trained_vae(collapsed, test_x, min_kl=0)
+    with pytest.raises(CheckFailed, match="collapsed"):
+        checks.check_trained_vae(collapsed, test_x, max_loss=math.inf)
+    torch.manual_seed(0)
+    with pytest.raises(CheckFailed, match="below"):
+        checks.check_trained_vae(VAE(Encoder(), decoder(), CPU), test_x)
+
+
+@pytest.mark.data
+def test_trained_check_wants_the_real_test_set(mnist: tuple[Tensor, Tensor]) -> None:
+    train_x, test_x = mnist
+    collapsed = Collapsed(train_x.mean(0))
+    for wrong in (train_x[:10_000], test_x[:5000], test_x * 255):
+        with pytest.raises(CheckFailed, match="10 000 MNIST test images"):
+            checks.check_trained_vae(collapsed, wrong)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_reference_training_passes_the_hidden_threshold(mnist: tuple[Tensor, Tensor]) -> None:
+    """The lab's schedule (warm-up 1, annealing 4, 8 epochs); about 30 s on one CPU core."""
+    train_x, test_x = mnist
+    torch.manual_seed(1)
+    vae = VAE(Encoder(), decoder(), CPU)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    weights = KLWeightManager(warm_up_rounds=1, annealing_rounds=4)
+    for epoch in range(8):
+        for index in torch.randperm(len(train_x)).split(128):
+            x = train_x[index]
+            x_hat, mu, log_var = vae(x)
+            kl = KLDivergence()(mu, log_var)
+            loss = (x_hat - x).pow(2).sum(1).mean() + weights(epoch) * kl
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    checks.check_trained_vae(vae, test_x, max_loss=checks.HIDDEN_MAX_LOSS)
