@@ -22,6 +22,9 @@ from autograder.views import CODE_STUB, TEXT_STUB
 COURSE_ID = "dgm-labs"
 CELL_TIMEOUT_S = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", "600"))
 SUBMISSION_TIMEOUT_S = int(os.environ.get("AUTOGRADER_SUBMISSION_TIMEOUT", "1800"))
+# Threads per grading kernel. On a shared or busy 2-core machine torch's default (one thread per
+# core) ran the labs' training about ten times slower than one thread, which fights no one.
+THREADS = os.environ.get("AUTOGRADER_THREADS", "1")
 
 # Python's warning lines look like "FILE:LINE: SomethingWarning: message": nbgrader zeroes a
 # test cell with anything on stderr, and a correct answer must not lose points to a warning.
@@ -54,6 +57,8 @@ def nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproce
     # nbgrader starts inherit GRADING_ENV, so every cell is seeded (see checks/grading.py).
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, GRADING_ENV: "1"}
+    if THREADS != "0":  # 0: leave the thread count to torch
+        env.update(OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)
     return subprocess.run(
         command, cwd=course, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
