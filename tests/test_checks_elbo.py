@@ -1,0 +1,401 @@
+"""The checks of lab 04-elbo-estimators, applied directly (no notebook execution).
+
+The reference implementations are the lab's own: the solution view's cells that define them run
+in a fresh namespace. Every wrong implementation the issue lists fails at least one check, and
+the statistical checks pass the reference under 200 seeds.
+"""
+
+import math
+import types
+
+import matplotlib
+import pytest
+import torch
+from torch import nn
+
+from autograder.checks import elbo as checks
+from autograder.checks.core import CheckFailed
+from autograder.template import read_template
+from autograder.views import first_definition, render
+from tests.conftest import ROOT
+
+matplotlib.use("Agg")
+
+LAB = ROOT / "labs" / "04-elbo-estimators.md"
+DEFINITIONS = {
+    "device",  # the locked first cell: imports, seed and device
+    "LatentLayer",
+    "mc_latent_loss",
+    "kl_latent_loss",
+    "toy_gradients",
+    "ReshapeLayer",
+    "VAE",
+    "LATENT",
+    "mix_images",
+    "traverse",
+    "show_row",
+}
+SEEDS = range(200)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads spin against other jobs and
+    make these small tensor operations 10 to 100 times slower (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def lab() -> dict:
+    """The lab's solution code: every cell that defines one of DEFINITIONS, run in order."""
+    namespace: dict = {}
+    for cell in render(read_template(LAB), "solution"):
+        if cell.kind == "code" and first_definition(cell.source) in DEFINITIONS:
+            exec(compile(cell.source, str(LAB), "exec"), namespace)
+    return namespace
+
+
+def fails(check, *args, **kwargs) -> str:
+    """Run a check that must fail; return its message."""
+    with pytest.raises(CheckFailed) as info:
+        check(*args, **kwargs)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------- the reference passes
+
+
+def test_reference_passes_every_check(lab) -> None:
+    checks.check_latent_layer(lab["LatentLayer"])
+    checks.check_mc_latent_loss(lab["mc_latent_loss"])
+    checks.check_mc_latent_loss_gradients(lab["mc_latent_loss"])
+    checks.check_kl_latent_loss(lab["kl_latent_loss"])
+    checks.check_kl_latent_loss_gradients(lab["kl_latent_loss"])
+    checks.check_reshape_layer(lab["ReshapeLayer"])
+    checks.check_vae_forward(lab["VAE"])
+    checks.check_vae_forward(lab["VAE"], lab["mc_latent_loss"], lab["kl_latent_loss"])
+    checks.check_reparameterization(checks.forward_sampler(lab["VAE"]))
+    checks.check_reparameterization_gradients(checks.forward_sampler(lab["VAE"]))
+    checks.check_generate_similar(lab["VAE"])
+    checks.check_reparameterization(checks.similar_sampler(lab["VAE"]))
+    checks.check_encoder_decoder(lab["make_encoder"](), lab["make_decoder"]())
+    checks.check_mix_images(lab["mix_images"])
+    checks.check_traverse(lab["traverse"])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_statistical_checks_pass_the_reference_under_many_seeds(lab, seed: int) -> None:
+    # Full size: check_mc_latent_loss (1 assertion, <= 5e-8) and the shared sampler checks of
+    # reparam (15 assertions, <= 5.7e-7) through the adapters for forward and generate_similar.
+    checks.check_mc_latent_loss(lab["mc_latent_loss"], seed=seed)
+    checks.check_reparameterization(checks.forward_sampler(lab["VAE"]), seed=seed)
+    checks.check_reparameterization(checks.similar_sampler(lab["VAE"]), seed=seed)
+
+
+def test_checks_print_passed_on_stdout(lab, capsys) -> None:
+    checks.check_kl_latent_loss(lab["kl_latent_loss"])
+    captured = capsys.readouterr()
+    assert captured.out == "passed: check_kl_latent_loss\n" and captured.err == ""
+
+
+# ---------------------------------------------------------------- the latent layer
+
+
+class VarianceLatentLayer(nn.Module):
+    """Wrong: the scale is exp(log_var), the variance."""
+
+    def __init__(self, input_size: int, latent_size: int):
+        super().__init__()
+        self.mean = nn.Linear(input_size, latent_size)
+        self.log_var = nn.Linear(input_size, latent_size)
+
+    def forward(self, h):
+        return self.mean(h), torch.exp(self.log_var(h))
+
+
+class OneHeadLatentLayer(VarianceLatentLayer):
+    """Wrong: one head for both the mean and the log-variance."""
+
+    def forward(self, h):
+        m = self.mean(h)
+        return m, torch.exp(0.5 * m)
+
+
+def test_latent_layer_catches_the_variance_for_the_scale() -> None:
+    assert "variance" in fails(checks.check_latent_layer, VarianceLatentLayer)
+
+
+def test_latent_layer_catches_a_shared_head() -> None:
+    fails(checks.check_latent_layer, OneHeadLatentLayer)
+
+
+# ---------------------------------------------------------------- the latent losses
+
+
+def mc_without_log_scale(z, eps, scale):
+    return (z**2 / 2 - eps**2 / 2).sum(1).mean()
+
+
+def mc_flipped_eps_sign(z, eps, scale):
+    return (z**2 / 2 + eps**2 / 2 - scale.log()).sum(1).mean()
+
+
+def mc_summed_over_batch(z, eps, scale):
+    return (z**2 / 2 - eps**2 / 2 - scale.log()).sum()
+
+
+def mc_biased(z, eps, scale):
+    """Exact on small batches, 0.2 nats too high on large ones: only the statistical test sees it."""
+    value = (z**2 / 2 - eps**2 / 2 - scale.log()).sum(1).mean()
+    return value + 0.2 if len(z) > 1000 else value
+
+
+def kl_scale_for_variance(mean, scale):
+    return (0.5 * (scale + mean**2 - torch.log(scale) - 1)).sum(1).mean()
+
+
+def kl_without_minus_one(mean, scale):
+    return (0.5 * (scale**2 + mean**2 - torch.log(scale**2))).sum(1).mean()
+
+
+def kl_summed_over_batch(mean, scale):
+    return (0.5 * (scale**2 + mean**2 - torch.log(scale**2) - 1)).sum()
+
+
+def kl_detached_scale(mean, scale):
+    var = scale.detach() ** 2
+    return (0.5 * (var + mean**2 - torch.log(var) - 1)).sum(1).mean()
+
+
+def test_mc_loss_catches_a_missing_log_scale() -> None:
+    assert "-log(scale) term is missing" in fails(checks.check_mc_latent_loss, mc_without_log_scale)
+
+
+def test_mc_loss_catches_a_flipped_eps_term() -> None:
+    assert "sign of eps^2 / 2" in fails(checks.check_mc_latent_loss, mc_flipped_eps_sign)
+
+
+def test_mc_loss_catches_a_sum_over_the_batch() -> None:
+    assert "summed over the batch" in fails(checks.check_mc_latent_loss, mc_summed_over_batch)
+
+
+def test_mc_loss_statistical_test_catches_a_small_bias() -> None:
+    assert "unbiased" in fails(checks.check_mc_latent_loss, mc_biased)
+
+
+def test_kl_loss_catches_the_scale_for_the_variance() -> None:
+    fails(checks.check_kl_latent_loss, kl_scale_for_variance)
+
+
+def test_kl_loss_catches_a_missing_minus_one() -> None:
+    fails(checks.check_kl_latent_loss, kl_without_minus_one)
+
+
+def test_kl_loss_catches_a_sum_over_the_batch() -> None:
+    assert "mean over the batch" in fails(checks.check_kl_latent_loss, kl_summed_over_batch)
+
+
+def test_kl_gradients_catch_a_detached_scale() -> None:
+    checks.check_kl_latent_loss(kl_detached_scale)  # the values are right
+    fails(checks.check_kl_latent_loss_gradients, kl_detached_scale)
+
+
+def test_exact_kl_values_match_torch_distributions() -> None:
+    from torch.distributions import Normal, kl_divergence
+
+    for mu, log_var, want in checks.EXACT_KL:
+        got = kl_divergence(Normal(mu, math.exp(0.5 * log_var)), Normal(0.0, 1.0)).item()
+        assert abs(got - want) < 1e-6
+
+
+# ---------------------------------------------------------------- the reshaping layer
+
+
+class ReshapeWithoutCheck(nn.Module):
+    """Wrong: no check of the shapes; view(-1, ...) silently changes the batch size."""
+
+    def __init__(self, view_shape):
+        super().__init__()
+        self.view_shape = tuple(view_shape)
+
+    def forward(self, x):
+        return x.view(-1, *self.view_shape)
+
+
+class ReshapeLeavingItToTorch(ReshapeWithoutCheck):
+    """Wrong: no check of its own; torch's RuntimeError is not the documented ValueError."""
+
+    def forward(self, x):
+        return x.view(x.shape[0], *self.view_shape)
+
+
+def test_reshape_catches_a_missing_check() -> None:
+    assert "raise a ValueError" in fails(checks.check_reshape_layer, ReshapeWithoutCheck)
+
+
+def test_reshape_catches_torchs_error_for_its_own() -> None:
+    assert "RuntimeError" in fails(checks.check_reshape_layer, ReshapeLeavingItToTorch)
+
+
+def test_lab_reshape_error_names_both_shapes(lab) -> None:
+    with pytest.raises(ValueError, match=r"\(5, 25\).*\(4, 2, 3\)"):
+        lab["ReshapeLayer"]((4, 2, 3))(torch.randn(5, 25))
+
+
+# ---------------------------------------------------------------- the VAE
+
+
+def vae_variant(lab, forward=None, generate_similar=None) -> type:
+    """The lab's VAE with one method replaced by a wrong one."""
+    methods = {k: v for k, v in (("forward", forward), ("generate_similar", generate_similar)) if v}
+    return type("WrongVAE", (lab["VAE"],), methods)
+
+
+def test_generate_similar_catches_an_ignored_noise_flag(lab) -> None:
+    def always_noisy(self, x, noise=True):
+        mean, scale = self.encoder(x)
+        return self.decoder(mean + scale * torch.randn_like(mean))
+
+    def never_noisy(self, x, noise=True):
+        return self.decoder(self.encoder(x)[0])
+
+    assert "noise=False" in fails(
+        checks.check_generate_similar, vae_variant(lab, generate_similar=always_noisy)
+    )
+    assert "add noise" in fails(
+        checks.check_generate_similar, vae_variant(lab, generate_similar=never_noisy)
+    )
+
+
+def forward_with(lab, noise, detach: bool = False):
+    """The lab's forward with another noise and, optionally, a detached sample."""
+    mc, kl = lab["mc_latent_loss"], lab["kl_latent_loss"]
+
+    def forward(self, x):
+        mean, scale = self.encoder(x)
+        eps = noise(mean)
+        z = mean + scale * eps
+        z = z.detach() if detach else z
+        return self.decoder(z), mc(z, eps, scale) if self.loss == "mc" else kl(mean, scale)
+
+    return forward
+
+
+def test_vae_forward_catches_uniform_noise(lab) -> None:
+    vae = vae_variant(lab, forward=forward_with(lab, torch.rand_like))  # the seed's rand_like
+    checks.check_vae_forward(vae)  # the latent losses are right for the z it drew
+    assert "expected 0" in fails(checks.check_reparameterization, checks.forward_sampler(vae))
+
+
+def test_generate_similar_catches_uniform_noise(lab) -> None:
+    def uniform(self, x, noise=True):
+        mean, scale = self.encoder(x)
+        return self.decoder(mean + scale * torch.rand_like(mean) if noise else mean)
+
+    vae = vae_variant(lab, generate_similar=uniform)
+    checks.check_generate_similar(vae)
+    fails(checks.check_reparameterization, checks.similar_sampler(vae))
+
+
+def test_vae_forward_catches_the_wrong_latent_loss(lab) -> None:
+    mc = lab["mc_latent_loss"]
+
+    def always_mc(self, x):
+        mean, scale = self.encoder(x)
+        eps = torch.randn_like(mean)
+        z = mean + scale * eps
+        return self.decoder(z), mc(z, eps, scale)
+
+    assert "loss='kl'" in fails(checks.check_vae_forward, vae_variant(lab, forward=always_mc))
+
+
+def test_vae_forward_does_not_count_a_wrong_loss_function_twice(lab) -> None:
+    """The lab's forward calling a wrong mc_latent_loss passes once that function is given."""
+    wrong_globals = dict(lab, mc_latent_loss=mc_without_log_scale)
+    forward = types.FunctionType(lab["VAE"].forward.__code__, wrong_globals, "forward")
+    vae = vae_variant(lab, forward=forward)
+    fails(checks.check_vae_forward, vae)
+    checks.check_vae_forward(vae, mc_without_log_scale, lab["kl_latent_loss"])
+
+
+def test_vae_gradients_catch_a_detached_sample(lab) -> None:
+    vae = vae_variant(lab, forward=forward_with(lab, torch.randn_like, detach=True))
+    checks.check_vae_forward(vae)  # the values are right
+    checks.check_reparameterization(checks.forward_sampler(vae))
+    fails(checks.check_reparameterization_gradients, checks.forward_sampler(vae))
+
+
+def test_encoder_decoder_catches_a_wrong_architecture(lab) -> None:
+    encoder = lab["make_encoder"]()
+    encoder[0] = nn.Conv2d(1, 16, 3, stride=2, padding=1)  # 3x3 kernel
+    assert "Conv2d" in fails(checks.check_encoder_decoder, encoder, lab["make_decoder"]())
+    decoder = lab["make_decoder"]()[:-1]  # no Sigmoid: pixels outside [0, 1]
+    fails(checks.check_encoder_decoder, lab["make_encoder"](), decoder)
+
+
+# ---------------------------------------------------------------- the widget callbacks
+
+
+def mix_alpha_swapped(model, x1, x2, alpha):
+    with torch.no_grad():
+        z1, z2 = model.encoder(torch.stack([x1, x2]))[0]
+        decoded = model.decoder(torch.stack([z1, alpha * z1 + (1 - alpha) * z2, z2]))
+    return torch.cat([x1[None], decoded, x2[None]])
+
+
+def mix_with_noise(model, x1, x2, alpha):
+    with torch.no_grad():
+        r1, r2 = model.generate_similar(x1[None]), model.generate_similar(x2[None])
+        mean = model.encoder(torch.stack([x1, x2]))[0]
+        mix = model.decoder(((1 - alpha) * mean[0] + alpha * mean[1])[None])
+    return torch.cat([x1[None], r1, mix, r2, x2[None]])
+
+
+def traverse_in_place(model, x, dim, steps=9):
+    """The seed's traversal: offsets added to one code in place, so they accumulate."""
+    with torch.no_grad():
+        z = model.encoder(x[None])[0]
+        images = []
+        for value in torch.linspace(-1, 1, steps):
+            z[0, dim] += value
+            images.append(model.decoder(z))
+    return torch.cat(images)
+
+
+def test_mix_images_catches_alpha_the_wrong_way_round() -> None:
+    assert "alpha = 0 gives" in fails(checks.check_mix_images, mix_alpha_swapped)
+
+
+def test_mix_images_catches_noisy_reconstructions() -> None:
+    assert "no noise" in fails(checks.check_mix_images, mix_with_noise)
+
+
+def test_mix_images_catches_a_wrong_shape(lab) -> None:
+    def stacked_in_a_list(model, x1, x2, alpha):
+        return list(lab["mix_images"](model, x1, x2, alpha))
+
+    assert "torch.Tensor" in fails(checks.check_mix_images, stacked_in_a_list)
+
+
+def test_traverse_catches_accumulated_offsets() -> None:
+    fails(checks.check_traverse, traverse_in_place)
+
+
+def test_lab_callbacks_on_the_tiny_model(lab) -> None:
+    """The callbacks as the sliders call them: images of the documented shapes, endpoints."""
+    model, x = checks.TinyVAE(), torch.rand(2, 1, 4, 4)
+    images = lab["mix_images"](model, x[0], x[1], 0.0)
+    assert images.shape == (5, 1, 4, 4) and torch.equal(images[0], x[0])
+    torch.testing.assert_close(images[2], images[1])
+    torch.testing.assert_close(lab["mix_images"](model, x[0], x[1], 1.0)[2], images[3])
+    assert lab["traverse"](model, x[0], dim=1).shape == (9, 1, 4, 4)
+    lab["show_row"](images, ["a", "b", "c", "d", "e"])  # draws without a display (Agg)
+
+
+def test_toy_model_path_gradient_is_zero_at_the_posterior(lab) -> None:
+    torch.manual_seed(0)
+    assert lab["toy_gradients"](0.5, 0.5, path_only=True).abs().max() < 1e-6
+    assert lab["toy_gradients"](0.5, 0.5, path_only=False).abs().max() > 1e-2
