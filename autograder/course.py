@@ -7,14 +7,18 @@ The course directory (default `build/course`) is nbgrader's own layout:
 at a time under a wall-clock limit, so a hostile or broken submission cannot stop the batch.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
 
 from autograder.checks.grading import GRADING_ENV
 from autograder.views import CODE_STUB, TEXT_STUB
@@ -51,7 +55,12 @@ c.IgnorePattern.pattern = {warning_pattern!r}
 
 
 def nbgrader(course: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run one nbgrader command in the course directory with this interpreter's nbgrader."""
+    """Run one nbgrader command in the course directory with this interpreter's nbgrader.
+
+    On timeout the command and every process it started are killed, kernels included, and
+    subprocess.TimeoutExpired is raised. Output goes through files, not pipes: a kernel that
+    outlived its parent would hold a pipe open and block the read forever.
+    """
     command = [sys.executable, "-m", "nbgrader", *args]
     # nbgrader runs `alembic` from PATH: put this environment's scripts first. The kernels
     # nbgrader starts inherit GRADING_ENV, so every cell is seeded (see checks/grading.py).
@@ -59,9 +68,42 @@ def nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproce
     env = {**os.environ, "PATH": path, GRADING_ENV: "1"}
     if THREADS != "0":  # 0: leave the thread count to torch
         env.update(OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)
-    return subprocess.run(
-        command, cwd=course, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, cwd=course, env=env, stdout=out, stderr=err, text=True)
+        descendants = watch(process, timeout)
+        kill(descendants)  # a kernel left behind, by a timeout or by nbgrader itself
+        if process.returncode is None:
+            kill([psutil.Process(process.pid)])
+            process.wait()
+            raise subprocess.TimeoutExpired(command, timeout or 0)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, out.read(), err.read())
+
+
+def watch(process: subprocess.Popen, timeout: float | None) -> list[psutil.Process]:
+    """Wait for the process until the timeout; return every descendant it was seen to have.
+
+    Jupyter kernels run in sessions of their own and are re-parented when nbgrader dies, so
+    they are collected while nbgrader is alive, to be killed after it.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen: dict[int, psutil.Process] = {}
+    root = psutil.Process(process.pid)
+    while process.poll() is None and (deadline is None or time.monotonic() < deadline):
+        with contextlib.suppress(psutil.Error):
+            seen.update((p.pid, p) for p in root.children(recursive=True))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=0.5)
+    return list(seen.values())
+
+
+def kill(processes: list[psutil.Process]) -> None:
+    """SIGKILL the processes still alive (psutil checks a pid was not reused)."""
+    for victim in processes:
+        with contextlib.suppress(psutil.Error):
+            victim.kill()
+    psutil.wait_procs(processes, timeout=10)
 
 
 def write_config(course: Path) -> None:

@@ -3,9 +3,11 @@
 import csv
 import json
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from nbclient import NotebookClient
 
@@ -131,7 +133,9 @@ def test_broken_submissions_do_not_stop_the_batch(mini_demo, tmp_path, monkeypat
     assert rows["f-shadow"]["score"] == 2.0, "a submitted copy of the checks must not be imported"
 
 
-def test_demo_of_the_real_labs(tmp_path: Path) -> None:
+def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
+    # Each lab grades in under 3 minutes here: a stalled submission fails this test in 10.
+    monkeypatch.setattr(course, "SUBMISSION_TIMEOUT_S", 600)
     labs = sorted((ROOT / "labs").glob("*.md"))
     if not labs:
         pytest.skip("no lab in labs/ yet")
@@ -156,3 +160,31 @@ def manual_points(out: Path, lab: str) -> float:
         (out / "course" / "autograded" / "full" / lab / "results.json").read_text()
     )
     return sum(t["max_score"] for t in results["tests"] if t["output"] == "awaiting manual grading")
+
+
+def test_a_stalled_submission_is_killed_with_its_kernel(tmp_path, monkeypatch) -> None:
+    """The submission limit ends a notebook whose cell would outlast it, kernel included."""
+    monkeypatch.setattr(course, "CELL_TIMEOUT_S", 600)
+    monkeypatch.setattr(course, "SUBMISSION_TIMEOUT_S", 45)
+    assert build([MINI], tmp_path / "views") == []
+    course_dir = tmp_path / "course"
+    course.release(course_dir, [tmp_path / "views" / "nbgrader" / "mini.ipynb"])
+    release = nbformat.read(course_dir / "release" / "mini" / "mini.ipynb", as_version=4)
+    solution = nbformat.read(tmp_path / "views" / "solution" / "mini.ipynb", as_version=4)
+    pid_file = tmp_path / "kernel.pid"
+    # The cell starts a child that inherits the kernel's stdout, then sleeps past every limit.
+    stall = (
+        "import os, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '3600'])\n"
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(3600)"
+    )
+    write_submission(course_dir, "stall", demo.fill(release, solution, {"answer-kl": stall}))
+    started = time.monotonic()
+    outcomes = course.autograde(course_dir)
+    assert time.monotonic() - started < 120
+    assert "longer than 45 s" in outcomes[("stall", "mini")]
+    for pid in map(int, pid_file.read_text().split()):  # the kernel and its child
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    row = demo.grade_table(course_dir)[0]
+    assert row["score"] == 0.0 and "longer than" in row["error"]
