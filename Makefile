@@ -9,7 +9,7 @@ COURSE := build/course
 # pip prints a warning per package for the machine's extra local indexes; keep logs readable.
 PIPQ   := 2>&1 | grep -v "^WARNING: Location" || true
 
-.PHONY: install data build release autograde demo test test-fast golden lint clean
+.PHONY: install data build release autograde demo test test-fast golden lint widgets clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ golden: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# Not part of `make test`: it needs Chromium (apt install chromium) and takes minutes.
+widgets: build data
+	$(PY) -m pip install -q -e ".[browser]" $(PIPQ)
+	$(PY) scripts/widgets_in_jupyterlab.py build/solution/04-elbo-estimators.ipynb
 
 clean:
 	rm -rf build notebooks

@@ -7,14 +7,12 @@ One section per graded answer; the module runs past 300 lines because its messag
 likely mistake (a mean, a flipped sign, swapped arguments) rather than only the wrong number.
 """
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from autograder.checks import core, stats
@@ -23,7 +21,7 @@ from autograder.checks.reparam import (
     check_reparameterization,
     check_reparameterization_gradients,
 )
-from autograder.data import data_dir
+from autograder.data import mnist_test_images
 
 __all__ = [
     "HIDDEN_MAX_NELBO",
@@ -374,10 +372,9 @@ def check_latent_linear_interpolation(fn: Callable) -> None:
 # the trained model
 
 
-@functools.cache
 def _mnist_test_images() -> torch.Tensor:
-    test = torchvision.datasets.MNIST(data_dir(), train=False, download=True)
-    return test.data.float().div(255).unsqueeze(1)
+    """The MNIST test set as the notebook loads it: (10000, 1, 28, 28) in [0, 1]."""
+    return mnist_test_images().unsqueeze(1)
 
 
 def negative_elbo(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> float:

@@ -1,10 +1,11 @@
 """Shared machinery of the checks: seeding, warning hygiene, pristine references, devices."""
 
+import contextlib
 import functools
 import hashlib
 import random
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -41,14 +42,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
+@contextlib.contextmanager
+def restored_rng() -> Iterator[None]:
+    """Give back every generator's state afterwards: running a check in the middle of a
+    notebook must not change what the student's next cell draws."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng():  # the CPU generator and every CUDA device's
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def check(fn: Callable[..., None]) -> Callable[..., None]:
-    """Make `fn` a check: seeded by its name (or `seed=`), warnings silenced, success printed."""
+    """Make `fn` a check: seeded by its name (or `seed=`), generators restored afterwards,
+    warnings silenced, success printed."""
 
     @functools.wraps(fn)
     def run(*args: Any, seed: int | None = None, **kwargs: Any) -> None:
-        seed_everything(stable_seed(fn.__qualname__) if seed is None else seed)
         # PyTorch warns freely; a warning on stderr would zero a correct answer's test cell.
-        with warnings.catch_warnings():
+        with restored_rng(), warnings.catch_warnings():
+            seed_everything(stable_seed(fn.__qualname__) if seed is None else seed)
             warnings.simplefilter("ignore")
             fn(*args, **kwargs)
         print(f"passed: {fn.__name__}")
