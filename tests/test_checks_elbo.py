@@ -399,3 +399,25 @@ def test_toy_model_path_gradient_is_zero_at_the_posterior(lab) -> None:
     torch.manual_seed(0)
     assert lab["toy_gradients"](0.5, 0.5, path_only=True).abs().max() < 1e-6
     assert lab["toy_gradients"](0.5, 0.5, path_only=False).abs().max() > 1e-2
+
+
+class Collapsed(nn.Module):
+    """q(z|x) = p(z) for every image and a decoder that draws the mean test image: KL 0."""
+
+    def __init__(self, mean_image: torch.Tensor, loss: str) -> None:
+        super().__init__()
+        self.loss = loss
+        self.register_buffer("image", mean_image)
+        self.encoder = lambda x: (torch.zeros(len(x), 4), torch.ones(len(x), 4))
+        self.decoder = lambda z: self.image.expand(len(z), -1, -1, -1)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("loss", ["mc", "kl"])
+def test_trained_check_catches_a_collapsed_posterior_and_a_wrong_test_set(loss) -> None:
+    x_test = checks.mnist_test_padded(torch.device("cpu"))
+    collapsed = Collapsed(x_test.mean(0), loss)
+    assert "collapsed" in fails(checks.check_trained_vae, collapsed, x_test, max_loss=math.inf)
+    assert "expected below" in fails(checks.check_trained_vae, collapsed, x_test, min_kl=-1.0)
+    assert "x_test should be" in fails(checks.check_trained_vae, collapsed, x_test[:100])
+    assert "x_test should be" in fails(checks.check_trained_vae, collapsed, x_test.flip(0))

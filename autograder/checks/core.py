@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import hashlib
+import math
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -99,4 +100,25 @@ def expect_shape(tensor: torch.Tensor, shape: tuple[int, ...], what: str) -> Non
     expect(
         tuple(tensor.shape) == tuple(shape),
         f"{what} should have shape {tuple(shape)}, got {tuple(tensor.shape)}",
+    )
+
+
+def expect_test_set(given: Any, want: torch.Tensor, name: str, described: str) -> None:
+    """Fail unless `given` holds exactly the test images the check read itself, `want`."""
+    given = expect_tensor(given, name)
+    expect(
+        tuple(given.shape) == tuple(want.shape)
+        and equal(given.detach().to(want.device).float(), want),
+        f"{name} should be {described}",
+    )
+
+
+def expect_test_scores(loss: float, kl: float, max_loss: float, min_kl: float) -> None:
+    """Fail unless the test-set loss per image is below `max_loss` and the KL above `min_kl`."""
+    expect(math.isfinite(loss), f"the loss on the test set is {loss}")
+    expect(loss < max_loss, f"loss per test image {loss:.2f}, expected below {max_loss}")
+    expect(
+        kl > min_kl,
+        f"KL per test image {kl:.2f}, expected above {min_kl}: the posterior collapsed onto the "
+        "prior and z carries almost no information about x",
     )

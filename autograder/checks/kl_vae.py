@@ -377,18 +377,9 @@ def check_trained_vae(
     """On the test set: loss (squared error + KL) per image below `max_loss`, KL above `min_kl`."""
     device = device_of(vae)
     want_x = _mnist_test_images(device)
-    test_x = expect_tensor(test_x, "test_x")
-    expect(
-        tuple(test_x.shape) == tuple(want_x.shape)
-        and core.equal(test_x.detach().to(device).float(), want_x),
-        "test_x should be the 10 000 MNIST test images as a (10000, 784) tensor in [0, 1]",
+    core.expect_test_set(
+        test_x, want_x, "test_x", "the 10 000 MNIST test images as a (10000, 784) tensor in [0, 1]"
     )
     loss, kl = vae_scores(vae, want_x)
-    expect(math.isfinite(loss), f"the loss on the test set is {loss}")
     print(f"test set: loss {loss:.2f} per image (threshold {max_loss}), KL {kl:.2f} nats")
-    expect(loss < max_loss, f"loss per test image {loss:.2f}, expected below {max_loss}")
-    expect(
-        kl > min_kl,
-        f"KL per test image {kl:.2f}, expected above {min_kl}: the posterior collapsed onto the "
-        f"prior and z carries almost no information about x",
-    )
+    core.expect_test_scores(loss, kl, max_loss, min_kl)
