@@ -29,6 +29,11 @@ SUBMISSION_TIMEOUT_S = int(os.environ.get("AUTOGRADER_SUBMISSION_TIMEOUT", "1800
 # Threads per grading kernel. On a shared or busy 2-core machine torch's default (one thread per
 # core) ran the labs' training about ten times slower than one thread, which fights no one.
 THREADS = os.environ.get("AUTOGRADER_THREADS", "1")
+# A submission with a timed-out cell is graded again this many times. A kernel can stall with
+# a request unanswered (ipykernel issues 1529 and 1554: idle, no reply, whichever cell); a
+# genuinely slow cell times out again, so a retry costs time, never a student's points.
+TIMEOUT_RETRIES = int(os.environ.get("AUTOGRADER_TIMEOUT_RETRIES", "1"))
+TIMEOUT_ERROR = "CellTimeoutError"  # the ename nbgrader gives a cell that timed out
 
 # Python's warning lines look like "FILE:LINE: SomethingWarning: message": nbgrader zeroes a
 # test cell with anything on stderr, and a correct answer must not lose points to a warning.
@@ -146,7 +151,19 @@ def submissions(course: Path) -> list[tuple[str, str]]:
 
 
 def autograde_one(course: Path, student: str, lab: str) -> str | None:
-    """Autograde one submission in its own process; return an error message or None."""
+    """Autograde one submission in its own process; return an error message or None.
+
+    A run with a timed-out cell is repeated up to TIMEOUT_RETRIES times; the last run counts.
+    """
+    for _ in range(1 + TIMEOUT_RETRIES):
+        error = run_autograde(course, student, lab)
+        if error is not None or not timed_out_cells(course, student, lab):
+            return error
+    return None
+
+
+def run_autograde(course: Path, student: str, lab: str) -> str | None:
+    """One `nbgrader autograde` of one submission under the wall-clock limit."""
     try:
         result = nbgrader(
             course, "autograde", lab, "--student", student, "--force", timeout=SUBMISSION_TIMEOUT_S
@@ -156,6 +173,16 @@ def autograde_one(course: Path, student: str, lab: str) -> str | None:
     if result.returncode != 0 or not (course / "autograded" / student / lab).is_dir():
         return (result.stdout + result.stderr)[-2000:] or f"nbgrader exited {result.returncode}"
     return None
+
+
+def timed_out_cells(course: Path, student: str, lab: str) -> list[int]:
+    """The indices of the autograded cells that timed out."""
+    return [
+        index
+        for path in sorted((course / "autograded" / student / lab).glob("*.ipynb"))
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells)
+        if any(o.get("ename") == TIMEOUT_ERROR for o in cell.get("outputs", []))
+    ]
 
 
 def autograde(course: Path) -> dict[tuple[str, str], str | None]:

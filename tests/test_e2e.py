@@ -107,6 +107,17 @@ def test_broken_submissions_do_not_stop_the_batch(mini_demo, tmp_path, monkeypat
             release, solution, {"answer-reparameterize": warn, "answer-kl": kl_warn}
         ),
     }
+    # Stalls on its first run only, as a kernel that drops a request does: the retry grades it.
+    marker = tmp_path / "stalled-once"
+    flaky = (
+        "import os, time\n"
+        f"if not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "    time.sleep(3600)\n\n"
+        "def kl(mu, log_var):\n"
+        "    return 0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(-1)"
+    )
+    submissions["g-flaky"] = demo.fill(release, solution, {"answer-kl": flaky})
     submissions["f-shadow"] = demo.fill(
         release,
         solution,
@@ -131,6 +142,7 @@ def test_broken_submissions_do_not_stop_the_batch(mini_demo, tmp_path, monkeypat
     assert rows["c-crash"]["score"] <= 2.0
     assert rows["d-loop"]["score"] == 3.0, "the looping cell times out; the other test still counts"
     assert rows["f-shadow"]["score"] == 2.0, "a submitted copy of the checks must not be imported"
+    assert marker.exists() and rows["g-flaky"]["score"] == 5.0, "a stalled run is graded again"
 
 
 def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
