@@ -81,7 +81,7 @@ def grade_table(course_dir: Path) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     """The grade table as aligned text."""
     lines = [f"{'lab':<22} {'student':<10} {'score':>6} {'max':>6}  manual answers to grade"]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["lab"], r["student"])):
         note = f"  ERROR: {r['error'][:60]}" if r["error"] else ""
         lines.append(
             f"{r['lab']:<22} {r['student']:<10} {r['score']:>6.1f} {r['max_score']:>6.1f}  {r['manual']}{note}"
