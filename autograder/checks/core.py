@@ -20,6 +20,15 @@ allclose = torch.allclose
 equal = torch.equal
 isfinite = torch.isfinite
 
+# KL(N(mu, exp(log_var)) || N(0, 1)) in closed form, DESIGN §3: (mu, log_var) -> nats.
+EXACT_KL = (
+    (0.0, 0.0, 0.0),
+    (2.0, 0.0, 2.0),
+    (0.0, 2.0, 2.194528),
+    (0.0, math.log(4.0), 0.806853),
+    (1.0, math.log(0.25), 0.818147),
+)
+
 
 class CheckFailed(AssertionError):
     """A check found the student's answer wrong; the message says what was expected."""
