@@ -417,11 +417,8 @@ def check_trained_vae(
     graded by check_conv_vae_sampling, not here.
     """
     expect(isinstance(model, nn.Module), "pass the trained ConvVAE")
-    expect_tensor(images, "the test images")
-    reference = _mnist_test_images()
-    expect(
-        tuple(images.shape) == tuple(reference.shape) and core.equal(images.cpu(), reference),
-        "pass the whole MNIST test set, test_x, as the notebook loads it",
+    core.expect_test_set(
+        images, _mnist_test_images(), "test_x", "the whole MNIST test set as the notebook loads it"
     )
     images = images.to(core.device_of(model))
     _latent_size(model, images[:2])
