@@ -14,6 +14,8 @@ PIPQ   := 2>&1 | grep -v "^WARNING: Location" || true
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@# The grading sandbox (bubblewrap) is a Debian package: install it when root, else say so.
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q bubblewrap; } || echo "install bubblewrap to grade: apt install bubblewrap"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip $(PIPQ)
 	$(PY) -m pip install -q -e ".[lab,dev]" $(PIPQ)

@@ -9,6 +9,10 @@ from autograder.build import build
 
 LABS = Path("labs")
 STAND_IN = Path("tests/templates/mini.md")  # the demo's lab while labs/ is empty
+NO_SANDBOX = (
+    "run submissions' kernels outside the sandbox (where bubblewrap cannot run); a submission "
+    "can then read and change the course: every result says so"
+)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -33,7 +37,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_autograde(args: argparse.Namespace) -> int:
     """Autograde every submission; one that cannot be graded is reported, not fatal."""
     course_dir = Path(args.course)
-    outcomes = course.autograde(course_dir)
+    outcomes = course.autograde(course_dir, use_sandbox=not args.no_sandbox)
     print(demo.format_table(demo.grade_table(course_dir)))
     failed = [f"{s}/{lab}" for (s, lab), error in outcomes.items() if error]
     print(f"{len(outcomes)} submission(s) graded, {len(failed)} could not be: {failed or 'none'}")
@@ -44,7 +48,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Build, release and autograde the example submissions; print the grade table."""
     templates = sorted(LABS.glob("*.md")) or [STAND_IN]
     out = Path(args.out)
-    rows = demo.run_demo(templates, out, Path("examples"))
+    rows = demo.run_demo(templates, out, Path("examples"), use_sandbox=not args.no_sandbox)
     print(demo.format_table(rows))
     print(f"feedback:  {out / 'course' / 'feedback'}/STUDENT/LAB/LAB.html")
     print(f"grades:    {out / 'course' / 'grades.csv'}")
@@ -66,9 +70,11 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_release)
     p = sub.add_parser("autograde", help="autograde submitted/STUDENT/LAB/, feedback, grades.csv")
     p.add_argument("--course", default="build/course", help="nbgrader course directory")
+    p.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX)
     p.set_defaults(func=cmd_autograde)
     p = sub.add_parser("demo", help="grade three example submissions of every lab")
     p.add_argument("--out", default="build/demo", help="output directory (default: build/demo)")
+    p.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX)
     p.set_defaults(func=cmd_demo)
     return top
 

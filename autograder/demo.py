@@ -89,7 +89,9 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(templates: list[Path], out: Path, examples: Path) -> list[dict]:
+def run_demo(
+    templates: list[Path], out: Path, examples: Path, use_sandbox: bool = True
+) -> list[dict]:
     """Build, release, submit, autograde; return the grade table's rows."""
     errors = build(templates, out / "views")
     if errors:
@@ -100,5 +102,5 @@ def run_demo(templates: list[Path], out: Path, examples: Path) -> list[dict]:
     for released in course.release(course_dir, views):
         lab = released.parent.name
         submit(course_dir, lab, released, out / "views" / "solution" / released.name, examples)
-    course.autograde(course_dir)
+    course.autograde(course_dir, use_sandbox)
     return grade_table(course_dir)

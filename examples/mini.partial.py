@@ -4,4 +4,4 @@
 # %% answer-kl
 def kl(mu, log_var):
     # forgot the 1/2
-    return (mu**2 + log_var.exp() - 1 - log_var).sum(-1)
+    return (mu**2 + log_var.exp() - 1 - log_var).sum(-1).mean()

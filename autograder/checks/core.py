@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from autograder.checks import evidence
+
 # References captured when the check library is imported, which the lab's locked first cell
 # does before any student code runs: a submission that later rebinds torch.allclose and friends
 # does not change what the checks compare with.
@@ -131,3 +133,96 @@ def expect_test_scores(loss: float, kl: float, max_loss: float, min_kl: float) -
         f"KL per test image {kl:.2f}, expected above {min_kl}: the posterior collapsed onto the "
         "prior and z carries almost no information about x",
     )
+
+
+# ---------------------------------------------------------------- checks judged by the grader
+
+
+Evidence = dict[str, Any]
+
+
+class Check:
+    """A check in three parts, so that no verdict is reached where the student's code runs.
+
+    `inputs(**params)` draws the challenge (seeded); `collect(*answers, inputs=..., **params)`
+    runs the student's code on it in the student's kernel and returns the evidence; `judge(inputs,
+    evidence, **params)` raises CheckFailed unless the evidence is what a correct answer gives.
+    Called in a notebook, a Check collects and judges on the spot (a student's self-check);
+    while graded it only collects, and the grader judges in its own process (evidence.py).
+    """
+
+    def __init__(self, collect: Callable[..., Evidence]) -> None:
+        functools.update_wrapper(self, collect)
+        self.name = f"{collect.__module__.rsplit('.', 1)[-1]}.{collect.__name__}"
+        self._collect = collect
+        self._inputs: Callable[..., dict] = lambda **params: {}
+        self._judge: Callable[..., None] | None = None
+
+    def inputs(self, fn: Callable[..., dict]) -> Callable[..., dict]:
+        """Decorator: the function that draws this check's challenge inputs."""
+        self._inputs = fn
+        return fn
+
+    def judge(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """Decorator: the function that judges this check's evidence."""
+        self._judge = fn
+        return fn
+
+    def make_inputs(self, seed: int, params: dict) -> dict:
+        """The challenge inputs drawn from `seed`; the caller's generators are left untouched."""
+        with restored_rng():
+            seed_everything(seed)
+            return self._inputs(**params)
+
+    def collect(self, answers: tuple, inputs: dict, params: dict, seed: int) -> Evidence:
+        """Run the student's code on the inputs; an exception becomes evidence of it."""
+        with restored_rng(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a warning on stderr would fail a correct answer
+            seed_everything(seed)
+            try:
+                return dict(self._collect(*answers, inputs=inputs, **params))
+            except CheckFailed as exc:  # the collector already saw the answer is wrong
+                return {evidence.ERROR: str(exc)}
+            except Exception as exc:  # the student's code raised: that is the answer
+                return {evidence.ERROR: f"{type(exc).__name__}: {exc}"}
+
+    def verdict(self, inputs: dict, found: Evidence, params: dict, seed: int) -> None:
+        """Raise CheckFailed unless `found` is the evidence of a correct answer."""
+        if evidence.ERROR in found:
+            raise CheckFailed(str(found[evidence.ERROR]))
+        assert self._judge is not None, f"{self.name} has no judge"
+        with restored_rng(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seed_everything(seed)
+            self._judge(inputs, found, **params)
+
+    def __call__(self, *answers: Any, seed: int | None = None, **params: Any) -> None:
+        """In a notebook: collect, then judge here (self-check) or leave it to the grader.
+
+        `seed` replaces the seed of the self-check (the tests run checks under many seeds);
+        while graded, seeds come from the grader."""
+        if evidence.grading():
+            test, index, call = evidence.next_challenge(self.name)
+            found = self.collect(answers, call["inputs"], params, int(call["seed"]))
+            evidence.record(test, index, self.name, found)
+            print(f"collected: {self.__name__}")
+            return
+        if seed is None:
+            seed = stable_seed(f"{self.name}{sorted(params.items())}")
+        inputs = self.make_inputs(seed, params)
+        found = evidence.admit(evidence.to_evidence(self.collect(answers, inputs, params, seed)))
+        self.verdict(inputs, found, params, seed)
+        print(f"passed: {self.__name__}")
+
+
+def collect(fn: Callable[..., Evidence]) -> Check:
+    """Decorator: `fn` collects the evidence of a Check (add .inputs and .judge)."""
+    return Check(fn)
+
+
+def answer_tensor(found: Evidence, key: str, what: str) -> torch.Tensor:
+    """The tensor the student's code returned under `key`, or CheckFailed naming what it was."""
+    value = found.get(key)
+    if isinstance(value, dict) and evidence.OBJECT in value:
+        raise CheckFailed(f"{what} should be a torch.Tensor, got {value[evidence.OBJECT]}")
+    return expect_tensor(value, what)

@@ -113,30 +113,47 @@ def _kl_reference(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return kl_divergence(q, Normal(0.0, 1.0)).sum(-1).mean()
 
 
-def _call_kl(kl: Callable, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    out = expect_tensor(kl(mu, log_var), "KLDivergence()(mu, log_var)")
+def _expect_scalar(found: dict, key: str, what: str) -> torch.Tensor:
+    """The student's KL under `key`: a 0-dim tensor (sum over dimensions, mean over the batch)."""
+    out = core.answer_tensor(found, key, what)
     expect(
         out.dim() == 0,
-        f"KLDivergence()(mu, log_var) should be a scalar (sum over dimensions, mean over the "
-        f"batch), got shape {tuple(out.shape)}",
+        f"{what} should be a scalar (sum over dimensions, mean over the batch), got shape "
+        f"{tuple(out.shape)}",
     )
     return out
 
 
-@check
-def check_kl_divergence(kl: Callable) -> None:
+# a batch of 3 rows and 4 dimensions: a mean over dimensions gives 1/4 of the answer and a sum
+# over the batch 3 times it, so each mistake is told apart by the message
+BATCH_MU = [[0.0, 2.0, -1.0, 0.5], [1.0, 0.0, 0.0, -2.0], [0.3, -0.7, 1.5, 0.0]]
+BATCH_LOG_VAR = [[2.0, 0.0, -1.0, 0.5], [math.log(0.25), 1.0, -2.0, 0.0], [0.0] * 4]
+
+
+@core.collect
+def check_kl_divergence(kl: Callable, inputs: dict) -> dict:
     """Exact values of KL(N(mu, sigma^2) || N(0, 1)); sum over dimensions, mean over the batch."""
-    for mu, log_var, want in EXACT_KL:
-        got = _call_kl(kl, torch.tensor([[mu]]), torch.tensor([[log_var]]))
+    exact = [kl(torch.tensor([[mu]]), torch.tensor([[lv]])) for mu, lv, _ in EXACT_KL]
+    return {"exact": exact, "batch": kl(inputs["mu"], inputs["log_var"])}
+
+
+@check_kl_divergence.inputs
+def _kl_divergence_inputs() -> dict:
+    return {"mu": torch.tensor(BATCH_MU), "log_var": torch.tensor(BATCH_LOG_VAR)}
+
+
+@check_kl_divergence.judge
+def _judge_kl_divergence(inputs: dict, found: dict) -> None:
+    exact = found.get("exact")
+    expect(isinstance(exact, list) and len(exact) == len(EXACT_KL), "the KL was not computed")
+    for index, (mu, log_var, want) in enumerate(EXACT_KL):
+        got = _expect_scalar({"v": exact[index]}, "v", "KLDivergence()(mu, log_var)")
         expect(
             abs(got.item() - want) <= 1e-5,
             f"KL for mu = {mu}, log_var = {log_var:.4f} should be {want}, got {got.item():.6f}",
         )
-    # a batch of 3 rows and 4 dimensions: a mean over dimensions gives 1/4 of the answer and a
-    # sum over the batch 3 times it, so each mistake is told apart by the message
-    mu = torch.tensor([[0.0, 2.0, -1.0, 0.5], [1.0, 0.0, 0.0, -2.0], [0.3, -0.7, 1.5, 0.0]])
-    log_var = torch.tensor([[2.0, 0.0, -1.0, 0.5], [math.log(0.25), 1.0, -2.0, 0.0], [0.0] * 4])
-    got, want = _call_kl(kl, mu, log_var).item(), _kl_reference(mu, log_var).item()
+    got = _expect_scalar(found, "batch", "KLDivergence()(mu, log_var)").item()
+    want = _kl_reference(inputs["mu"], inputs["log_var"]).item()
     hints = {
         want / 4: "averaged over latent dimensions: sum them",
         3 * want: "summed over the batch: average it",
@@ -146,29 +163,52 @@ def check_kl_divergence(kl: Callable) -> None:
     expect(abs(got - want) <= 1e-4, f"KL of a (3, 4) batch should be {want:.5f}, got {got:.5f}")
 
 
-@check
-def check_kl_divergence_details(kl: Callable) -> None:
+EXTREME_LOG_VAR = [[-30.0, 30.0, 0.0, -10.0]]
+
+
+@core.collect
+def check_kl_divergence_details(kl: Callable, inputs: dict) -> dict:
     """Gradients, float64 agreement with torch.distributions, finite for log_var in [-30, 30]."""
-    mu = torch.randn(16, LATENT, dtype=torch.float64, requires_grad=True)
-    log_var = (2 * torch.randn(16, LATENT, dtype=torch.float64)).requires_grad_()
-    got = _call_kl(kl, mu, log_var)
+    mu = inputs["mu"].clone().requires_grad_()
+    log_var = inputs["log_var"].clone().requires_grad_()
+    value = kl(mu, log_var)
+    found = {"value": value, "tracked": isinstance(value, torch.Tensor) and value.requires_grad}
+    if found["tracked"] and value.dim() == 0:
+        value.backward()
+        found.update(mu_grad=mu.grad, log_var_grad=log_var.grad)
+    extreme = torch.tensor(EXTREME_LOG_VAR)
+    return {**found, "extreme": kl(torch.zeros_like(extreme), extreme)}
+
+
+@check_kl_divergence_details.inputs
+def _kl_details_inputs() -> dict:
+    return {
+        "mu": torch.randn(16, LATENT, dtype=torch.float64),
+        "log_var": 2 * torch.randn(16, LATENT, dtype=torch.float64),
+    }
+
+
+@check_kl_divergence_details.judge
+def _judge_kl_details(inputs: dict, found: dict) -> None:
+    mu, log_var = inputs["mu"], inputs["log_var"]
+    got = _expect_scalar(found, "value", "KLDivergence()(mu, log_var)")
     expect(
         _allclose(got, _kl_reference(mu, log_var), 1e-9, 1e-9),
         "KL of a random float64 batch disagrees with torch.distributions.kl_divergence",
     )
-    expect(got.requires_grad, "the KL is not connected to mu and log_var: do not detach them")
-    got.backward()
+    expect(found.get("tracked") is True, "the KL is not connected to mu and log_var: do not detach them")
+    mu_grad, log_var_grad = found.get("mu_grad"), found.get("log_var_grad")
     expect(
-        mu.grad is not None and _allclose(mu.grad, mu.detach() / 16, 1e-6, 1e-9),
+        isinstance(mu_grad, torch.Tensor) and _allclose(mu_grad, mu / 16, 1e-6, 1e-9),
         "dKL/dmu should be mu / batch_size",
     )
-    want = 0.5 * (log_var.detach().exp() - 1) / 16
+    want = 0.5 * (log_var.exp() - 1) / 16
     expect(
-        log_var.grad is not None and _allclose(log_var.grad, want, 1e-6, 1e-9),
+        isinstance(log_var_grad, torch.Tensor) and _allclose(log_var_grad, want, 1e-6, 1e-9),
         "dKL/dlog_var should be (exp(log_var) - 1) / (2 batch_size)",
     )
-    extreme = torch.tensor([[-30.0, 30.0, 0.0, -10.0]])
-    value = _call_kl(kl, torch.zeros_like(extreme), extreme)
+    extreme = torch.tensor(EXTREME_LOG_VAR)
+    value = _expect_scalar(found, "extreme", "KLDivergence()(0, log_var)")
     expect(core.isfinite(value).item(), "KL is not finite for log_var in [-30, 30]")
     expect(
         abs(value.item() / _kl_reference(torch.zeros_like(extreme), extreme).item() - 1) < 1e-5,

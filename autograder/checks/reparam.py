@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from autograder.checks import core, stats
-from autograder.checks.core import check, device_of, expect, expect_shape, expect_tensor
+from autograder.checks.core import answer_tensor, collect, device_of, expect, expect_shape
 
 Sampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -17,29 +17,48 @@ LOG_VAR = (0.0, 1.2, -1.5, math.log(4.0))
 ROWS = 100_000
 
 
-def _inputs(
-    device: torch.device, rows: int, grad: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = torch.tensor(MU, device=device).repeat(rows, 1).requires_grad_(grad)
-    log_var = torch.tensor(LOG_VAR, device=device).repeat(rows, 1).requires_grad_(grad)
-    return mu, log_var
+def _columns(rows: int) -> dict:
+    """mu and log_var, (rows, 4): one column per (MU, LOG_VAR) pair."""
+    return {
+        "mu": torch.tensor(MU).repeat(rows, 1),
+        "log_var": torch.tensor(LOG_VAR).repeat(rows, 1),
+    }
 
 
 def _sample(reparameterize: Sampler, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    z = expect_tensor(reparameterize(mu, log_var), "reparameterize(mu, log_var)")
-    expect_shape(z, mu.shape, "z")
-    expect(z.device == mu.device, f"z should be on {mu.device} like mu, got {z.device}")
+    """reparameterize(mu, log_var) on the sampler's device (its module's, or the CPU)."""
+    device = device_of(reparameterize)
+    z = reparameterize(mu.to(device), log_var.to(device))
+    if isinstance(z, torch.Tensor):  # evidence travels on the CPU: the device is seen here
+        expect(z.device.type == device.type, f"z should be on {device} like mu, got {z.device}")
     return z
 
 
-@check
-def check_reparameterization(reparameterize: Sampler) -> None:
+def _expect_z(z: torch.Tensor, mu: torch.Tensor, what: str) -> None:
+    expect_shape(z, mu.shape, what)
+
+
+@collect
+def check_reparameterization(reparameterize: Sampler, inputs: dict) -> dict:
     """z ~ N(mu, exp(log_var)) per element, fresh noise per row, column and call."""
-    device = device_of(reparameterize)
     with torch.no_grad():
-        mu, log_var = _inputs(device, ROWS)
-        z1 = _sample(reparameterize, mu, log_var)
-        z2 = _sample(reparameterize, mu, log_var)
+        z1 = _sample(reparameterize, inputs["mu"], inputs["log_var"])
+        z2 = _sample(reparameterize, inputs["mu"], inputs["log_var"])
+    return {"z1": z1, "z2": z2}
+
+
+@check_reparameterization.inputs
+def _reparameterization_inputs() -> dict:
+    return _columns(ROWS)
+
+
+@check_reparameterization.judge
+def _judge_reparameterization(inputs: dict, found: dict) -> None:
+    mu, log_var = inputs["mu"], inputs["log_var"]
+    z1 = answer_tensor(found, "z1", "reparameterize(mu, log_var)")
+    z2 = answer_tensor(found, "z2", "a second reparameterize(mu, log_var)")
+    for z in (z1, z2):
+        _expect_z(z, mu, "z")
     expect(core.isfinite(z1).all().item(), "z contains NaN or inf")
     sigma = torch.exp(0.5 * log_var)
     e1, e2 = (z1 - mu) / sigma, (z2 - mu) / sigma
@@ -51,18 +70,44 @@ def check_reparameterization(reparameterize: Sampler) -> None:
     # 15 statistical assertions in all: false failure <= 15 * 3.8e-8 = 5.7e-7
 
 
-@check
-def check_reparameterization_gradients(reparameterize: Sampler) -> None:
+@collect
+def check_reparameterization_gradients(reparameterize: Sampler, inputs: dict) -> dict:
     """d z / d mu = 1 and d z / d log_var = (z - mu) / 2, exactly (the sampler is differentiable)."""
-    mu, log_var = _inputs(device_of(reparameterize), 64, grad=True)
-    z = _sample(reparameterize, mu, log_var)
-    expect(z.requires_grad, "z does not depend on mu and log_var through the graph")
-    g = torch.randn_like(z)
-    (z * g).sum().backward()
-    expect(mu.grad is not None and core.allclose(mu.grad, g), "dz/dmu should be 1 everywhere")
-    expect(log_var.grad is not None, "z does not depend on log_var: sigma was detached or unused")
-    want = 0.5 * g * (z - mu).detach()
+    device = device_of(reparameterize)
+    mu = inputs["mu"].to(device).requires_grad_()
+    log_var = inputs["log_var"].to(device).requires_grad_()
+    z = reparameterize(mu, log_var)
+    if not (isinstance(z, torch.Tensor) and z.requires_grad):
+        return {"z": z, "tracked": False}
+    (z * inputs["g"].to(z.device)).sum().backward()
+    return {"z": z, "tracked": True, "mu_grad": mu.grad, "log_var_grad": log_var.grad}
+
+
+@check_reparameterization_gradients.inputs
+def _gradient_inputs() -> dict:
+    columns = _columns(64)
+    return {**columns, "g": torch.randn(columns["mu"].shape)}
+
+
+@check_reparameterization_gradients.judge
+def _judge_gradients(inputs: dict, found: dict) -> None:
+    mu, g = inputs["mu"], inputs["g"]
+    z = answer_tensor(found, "z", "reparameterize(mu, log_var)")
+    _expect_z(z, mu, "z")
+    expect(found.get("tracked") is True, "z does not depend on mu and log_var through the graph")
+    mu_grad = found.get("mu_grad")
     expect(
-        core.allclose(log_var.grad, want, rtol=1e-4, atol=1e-5),
+        isinstance(mu_grad, torch.Tensor) and mu_grad.shape == g.shape and core.allclose(mu_grad, g),
+        "dz/dmu should be 1 everywhere",
+    )
+    log_var_grad = found.get("log_var_grad")
+    expect(
+        isinstance(log_var_grad, torch.Tensor),
+        "z does not depend on log_var: sigma was detached or unused",
+    )
+    want = 0.5 * g * (z - mu)
+    expect(
+        log_var_grad.shape == want.shape
+        and core.allclose(log_var_grad, want, rtol=1e-4, atol=1e-5),
         "dz/dlog_var should be (z - mu) / 2: sigma = exp(log_var / 2), not detached",
     )

@@ -1,0 +1,281 @@
+"""The sandbox a submission's kernel runs in: bubblewrap, resource limits, an unprivileged user.
+
+Inside, the kernel sees a read-only system (/usr, /etc, the Python installation and this
+virtual environment), the public part of the check library (a copy: neither this repository
+nor the hidden checks), the public MNIST files, its own writable scratch directory and a
+read-only challenge directory that the grader writes to. It has no network (a new network
+namespace with only a loopback that nobody listens on), its own PID namespace (when the
+sandbox's first process dies, the kernel removes everything else in it: no process outlives
+its grading), its own IPC, UTS and cgroup namespaces, and runs as an unprivileged user outside
+the namespace, so even a file the binds expose only by mistake is read as "other".
+The grader talks to the kernel over ZeroMQ IPC sockets in the scratch directory.
+"""
+
+import contextlib
+import functools
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+
+# The user the sandbox runs as when the grader is root (nobody): it owns nothing on the host.
+SANDBOX_UID = int(os.environ.get("AUTOGRADER_SANDBOX_UID", "65534"))
+MEMORY_MB = int(os.environ.get("AUTOGRADER_MEMORY_MB", "10240"))  # address space; 0: no limit
+PUBLIC_MODULES = ("__init__.py", "data.py", "mnist_format.py", "checks")
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces on this machine."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed kernel (setrlimit, inherited by everything it starts)."""
+
+    memory_mb: int = MEMORY_MB  # address space of each process; torch alone maps ~3 GB
+    processes: int = 256  # threads count too: torch and ipykernel start a few dozen
+    file_mb: int = 256  # the largest file the kernel may write
+    open_files: int = 1024
+
+    def apply(self, processes: int) -> None:
+        """Set the limits in the calling process (a preexec_fn, before bwrap starts)."""
+        if self.memory_mb:
+            cap = self.memory_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_mb * 2**20,) * 2)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def python_roots() -> list[Path]:
+    """The directories this interpreter and its packages live in, to bind read-only."""
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
+    return sorted(p for p in roots if p.exists())
+
+
+def public_library(target: Path) -> Path:
+    """Copy the modules a lab notebook imports into target/autograder (no hidden checks)."""
+    package = Path(__file__).resolve().parent
+    shutil.rmtree(target / "autograder", ignore_errors=True)
+    (target / "autograder").mkdir(parents=True)
+    for name in PUBLIC_MODULES:
+        source = package / name
+        if source.is_dir():
+            shutil.copytree(source, target / "autograder" / name, ignore=_no_caches)
+        else:
+            shutil.copy2(source, target / "autograder" / name)
+    return target
+
+
+def _no_caches(_directory: str, names: list[str]) -> list[str]:
+    return [n for n in names if n == "__pycache__"]
+
+
+def bwrap_command(
+    argv: list[str], binds: list[tuple[str, Path, Path]], env: dict[str, str]
+) -> list[str]:
+    """The bubblewrap command line that runs `argv` with `binds` (mode, source, destination)."""
+    command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for path in ("/usr", "/etc"):
+        command += ["--ro-bind", path, path]
+    for link in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.islink(link):
+            command += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            command += ["--ro-bind", link, link]
+    command += ["--dev", "/dev", "--proc", "/proc", "--size", str(512 * 2**20), "--tmpfs", "/tmp"]
+    for mode, source, destination in binds:
+        command += [mode, str(source), str(destination)]
+    command += ["--chdir", str(env["HOME"]), "--clearenv"]
+    for key, value in env.items():
+        command += ["--setenv", key, value]
+    return command + ["--", *argv]
+
+
+# As root, the sandbox runs as SANDBOX_UID, who cannot traverse /root, where the Python
+# installation and the data may live: a private mount namespace (root's, before the switch)
+# first binds every source onto a staging directory anyone can traverse.
+STAGE_SCRIPT = (
+    'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
+)
+
+
+def staged(binds: list[tuple[str, Path, Path]], stage: Path) -> tuple[list[str], list]:
+    """The staging prefix of the command line and the binds with staged sources."""
+    prefix = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        STAGE_SCRIPT,
+        "sh",
+    ]
+    moved = []
+    for index, (mode, source, destination) in enumerate(binds):
+        target = stage / str(index)
+        if source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.touch()
+        prefix += [str(source), str(target)]
+        moved.append((mode, target, destination))
+    drop = ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
+    return prefix + ["--", *drop], moved
+
+
+@dataclass
+class Sandbox:
+    """The directories of one sandboxed kernel: `root` must be new; the rest is made in it."""
+
+    root: Path
+    library: Path
+    data: Path
+    limits: Limits = Limits()
+    enabled: bool = True
+    threads: str = "1"
+
+    @property
+    def scratch(self) -> Path:
+        """The kernel's home and working directory, the only place it may write."""
+        return self.root / "scratch"
+
+    @property
+    def challenge(self) -> Path:
+        """Where the grader puts a test's challenge just before the test runs (read-only)."""
+        return self.root / "challenge"
+
+    def prepare(self) -> None:
+        """Create the directories and hand the scratch directory to the sandbox user."""
+        for path in (self.scratch, self.challenge, self.root / "stage"):
+            path.mkdir(parents=True, exist_ok=True)
+        for path in (self.root, self.challenge, self.root / "stage"):
+            os.chmod(path, 0o755)
+        if self.enabled and os.getuid() == 0:
+            os.chown(self.scratch, SANDBOX_UID, SANDBOX_UID)
+
+    def hand_over(self, path: Path) -> None:
+        """Let the sandbox user read a file the grader wrote into the scratch directory."""
+        if self.enabled and os.getuid() == 0:
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+
+    def environment(self, extra: dict[str, str]) -> dict[str, str]:
+        """The kernel's whole environment: nothing of the grader's leaks in."""
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.scratch),
+            "USER": "student",
+            "LOGNAME": "student",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(self.library),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "MPLBACKEND": "agg",
+            "MPLCONFIGDIR": str(self.scratch / ".matplotlib"),
+            "JUPYTER_RUNTIME_DIR": str(self.scratch / ".jupyter"),
+            "IPYTHONDIR": str(self.scratch / ".ipython"),
+            "DGM_DATA": str(self.data),
+            "TMPDIR": "/tmp",
+        }
+        if self.threads != "0":
+            env.update(OMP_NUM_THREADS=self.threads, MKL_NUM_THREADS=self.threads)
+        return {**env, **extra}
+
+    def binds(self) -> list[tuple[str, Path, Path]]:
+        """(mode, source, destination) of everything the kernel sees besides the system."""
+        binds = [("--ro-bind", root, root) for root in python_roots()]
+        binds += [("--ro-bind", p, p) for p in (self.library, self.data, self.challenge)]
+        return binds + [("--bind", self.scratch, self.scratch)]
+
+    def wrap(self, argv: list[str], extra_env: dict[str, str]) -> list[str]:
+        """`argv` as the sandbox runs it (or unchanged with its environment, unsandboxed)."""
+        env = self.environment(extra_env)
+        if not self.enabled:
+            return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+        binds, prefix = self.binds(), []
+        if os.getuid() == 0:
+            prefix, binds = staged(binds, self.root / "stage")
+        return prefix + bwrap_command(argv, binds, env)
+
+    def preexec(self) -> None:
+        """In the child before exec: the limits (inherited by all the kernel starts)."""
+        processes = self.limits.processes
+        if os.getuid() != 0:  # the limit counts every process of this user, not only ours
+            processes += len(os.listdir("/proc"))
+        self.limits.apply(processes)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether bubblewrap runs here with every namespace the sandbox needs."""
+    if shutil.which("bwrap") is None:
+        return False
+    root = Path(tempfile.mkdtemp(prefix="sandbox-probe-"))
+    try:
+        probe = Sandbox(root, library=root / "scratch", data=root / "scratch")
+        probe.prepare()
+        command = probe.wrap([sys.executable, "-c", "pass"], {})
+        result = subprocess.run(command, preexec_fn=probe.preexec, capture_output=True, timeout=60)
+        return result.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class SandboxedKernelManager(KernelManager):
+    """A Jupyter kernel manager whose kernel runs in a Sandbox, over IPC sockets in its scratch."""
+
+    sandbox: Sandbox | None = None
+    kernel_env: dict[str, str] = {}
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """The kernelspec's command (this interpreter's ipykernel) inside the sandbox."""
+        assert self.sandbox is not None
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
+        return self.sandbox.wrap(argv, self.kernel_env)
+
+    def write_connection_file(self, **kwargs) -> None:
+        """Write the connection file where the sandbox user can read it."""
+        super().write_connection_file(**kwargs)
+        assert self.sandbox is not None
+        self.sandbox.hand_over(Path(self.connection_file))
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        """Start the kernel with the sandbox's limits (jupyter_client gives it its own session)."""
+        assert self.sandbox is not None
+        kw.pop("env", None)  # the sandbox sets the whole environment itself
+        log = open(self.sandbox.root / "kernel.log", "ab")  # noqa: SIM115 (the kernel's, for good)
+        kw.update(stdout=log, stderr=log)
+        kw["preexec_fn"] = self.sandbox.preexec
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        self.sandbox_process = self.provisioner.process  # kept past jupyter_client's cleanup
+
+    def kill_sandbox(self) -> int | None:
+        """SIGKILL the sandbox's session (its PID namespace goes with it); its exit status."""
+        process = getattr(self, "sandbox_process", None)
+        if process is None:
+            return None
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)  # jupyter_client made it a session leader
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        return process.returncode
+
+
+def kernel_manager(sandbox: Sandbox, env: dict[str, str]) -> SandboxedKernelManager:
+    """A manager for one kernel in `sandbox` with IPC sockets and connection file in its scratch."""
+    manager = SandboxedKernelManager(transport="ipc", ip=str(sandbox.scratch / "kernel"))
+    manager.connection_file = str(sandbox.scratch / "kernel.json")
+    manager.sandbox = sandbox
+    manager.kernel_env = env
+    return manager
