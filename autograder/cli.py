@@ -46,7 +46,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build, release and autograde the example submissions; print the grade table."""
-    templates = sorted(LABS.glob("*.md")) or [STAND_IN]
+    templates = [Path(t) for t in args.templates] or sorted(LABS.glob("*.md")) or [STAND_IN]
     out = Path(args.out)
     rows = demo.run_demo(templates, out, Path("examples"), use_sandbox=not args.no_sandbox)
     print(demo.format_table(rows))
@@ -75,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="grade three example submissions of every lab")
     p.add_argument("--out", default="build/demo", help="output directory (default: build/demo)")
     p.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX)
+    p.add_argument("templates", nargs="*", metavar="TEMPLATE", help="labs (default: labs/*.md)")
     p.set_defaults(func=cmd_demo)
     return top
 

@@ -23,8 +23,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from autograder import job, sandbox
-from autograder.data import data_dir
+from autograder import heldout, job, sandbox
 from autograder.views import CODE_STUB, TEXT_STUB
 
 COURSE_ID = "dgm-labs"
@@ -144,7 +143,7 @@ def settings(course: Path, use_sandbox: bool) -> job.Settings:
         path.chmod(0o755)  # the sandbox user must reach the copy
     return job.Settings(
         library=library,
-        data=data_dir(),
+        data=heldout.public_copy(course / ".grading" / "data"),
         cell_timeout=CELL_TIMEOUT_S,
         submission_timeout=SUBMISSION_TIMEOUT_S,
         use_sandbox=use_sandbox,

@@ -28,7 +28,7 @@ from jupyter_client.manager import KernelManager
 # The user the sandbox runs as when the grader is root (nobody): it owns nothing on the host.
 SANDBOX_UID = int(os.environ.get("AUTOGRADER_SANDBOX_UID", "65534"))
 MEMORY_MB = int(os.environ.get("AUTOGRADER_MEMORY_MB", "10240"))  # address space; 0: no limit
-PUBLIC_MODULES = ("__init__.py", "data.py", "mnist_format.py", "checks")
+PUBLIC_MODULES = ("__init__.py", "data.py", "mnist_format.py", "heldout.py", "checks")
 
 
 class SandboxUnavailable(RuntimeError):
