@@ -14,6 +14,7 @@ This process parses the kernel's messages and reads evidence files; it runs no s
 """
 
 import copy
+import os
 import re
 import shutil
 import signal
@@ -48,6 +49,7 @@ class Settings:
     use_sandbox: bool = True
     threads: str = "1"
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
+    scratch_mb: int = 2048  # what a notebook may write in all
 
 
 @dataclass
@@ -240,7 +242,7 @@ def run(
     settings: Settings,
     secret: bytes,
 ) -> tuple[NotebookNode, Run]:
-    """Run every code cell in a sandboxed kernel; stop at a dead kernel or the time limit."""
+    """Run every code cell in a sandboxed kernel; stop at a dead kernel or a limit."""
     nb = nbformat.v4.new_notebook(cells=[_runnable(c) for c in cells])
     manager = sandbox.kernel_manager(box, kernel_env(box, secret))
     client = GradingClient(
@@ -254,29 +256,69 @@ def run(
         startup_timeout=120,
     )
     status, errors, stopped = {}, {}, None
-    deadline = time.monotonic() + settings.submission_timeout
-    watchdog = threading.Timer(settings.submission_timeout, _kill, (manager,))
-    watchdog.start()
+    watchdog = Watchdog(manager, box.scratch, settings.submission_timeout, settings.scratch_mb)
     try:
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
-                client.timeout = max(
-                    1, int(min(settings.cell_timeout, deadline - time.monotonic()))
-                )
+                client.timeout = max(1, int(min(settings.cell_timeout, watchdog.remaining())))
                 try:
                     client.execute_cell(cell, index)
                 except DeadKernelError:
-                    stopped = _why_dead(manager, index, deadline)
+                    stopped = f"cell {index + 1}: " + (watchdog.reason or _why_dead(manager))
                     break
                 status[index], errors[index] = _outcome(cell, index in client.timed_out)
     except Exception as exc:  # a kernel that never started, or that spoke nonsense
         stopped = stopped or f"the kernel stopped: {type(exc).__name__}: {str(exc)[:200]}"
     finally:
-        watchdog.cancel()
-        _kill(manager)
+        watchdog.stop()
+        manager.kill_sandbox()
     return nb, Run(status, errors, stopped, box.scratch / "evidence")
+
+
+class Watchdog(threading.Thread):
+    """Kills the sandbox at the submission limit, or when its scratch grows past its quota."""
+
+    def __init__(self, manager, scratch: Path, seconds: float, quota_mb: int) -> None:
+        super().__init__(daemon=True)
+        self.manager, self.scratch, self.quota = manager, scratch, quota_mb * 2**20
+        self.deadline = time.monotonic() + seconds
+        self.seconds, self.reason = seconds, None
+        self.done = threading.Event()
+        self.start()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            if self.remaining() <= 0:
+                self.reason = f"the submission ran longer than {self.seconds:g} s and was stopped"
+            elif scratch_bytes(self.scratch, self.quota) > self.quota:
+                self.reason = f"the notebook wrote more than {self.quota >> 20} MB and was stopped"
+            if self.reason:
+                self.manager.kill_sandbox()
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+
+
+def scratch_bytes(root: Path, limit: int) -> int:
+    """Bytes under `root`, counted until past `limit` (files count 4 kB at least)."""
+    total, stack = 0, [str(root)]
+    while stack and total <= limit:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += max(entry.stat(follow_symlinks=False).st_size, 4096)
+        except OSError:
+            continue
+    return total
 
 
 def _runnable(cell: Cell) -> NotebookNode:
@@ -301,22 +343,15 @@ def _outcome(cell: NotebookNode, timed_out: bool) -> tuple[str, str]:
     return "ok", ""
 
 
-def _why_dead(manager, index: int, deadline: float) -> str:
-    """Why the kernel died in cell `index`, in words a student understands."""
-    if time.monotonic() >= deadline - 1:
-        return f"cell {index + 1}: the submission ran out of time and was stopped"
+def _why_dead(manager: sandbox.SandboxedKernelManager) -> str:
+    """Why the kernel died, in words a student understands."""
     process = getattr(manager, "sandbox_process", None)
     code = process.poll() if process is not None else None
-    if code is not None and code < 0 and -code == signal.SIGKILL:
-        return f"cell {index + 1}: the kernel was killed (out of memory?)"
+    if code is not None and code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        return "the kernel was killed (out of memory?)"
     if code is not None:
-        return f"cell {index + 1}: the kernel exited (status {code})"
-    return f"cell {index + 1}: the kernel died"
-
-
-def _kill(manager: sandbox.SandboxedKernelManager) -> None:
-    """Kill the sandbox; nothing it started outlives it."""
-    manager.kill_sandbox()
+        return f"the kernel exited (status {code})"
+    return "the kernel died"
 
 
 # ---------------------------------------------------------------- 3. judge and report

@@ -13,6 +13,7 @@ The grader talks to the kernel over ZeroMQ IPC sockets in the scratch directory.
 
 import contextlib
 import functools
+import glob
 import os
 import resource
 import shutil
@@ -23,11 +24,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 
 # The user the sandbox runs as when the grader is root (nobody): it owns nothing on the host.
 SANDBOX_UID = int(os.environ.get("AUTOGRADER_SANDBOX_UID", "65534"))
-MEMORY_MB = int(os.environ.get("AUTOGRADER_MEMORY_MB", "10240"))  # address space; 0: no limit
+# NVIDIA devices a grading kernel may use; CUDA reserves far more address space than it uses,
+# so with a GPU the address-space limit is off unless set.
+GPU_DEVICES = sorted(glob.glob("/dev/nvidia*"))
+MEMORY_MB = int(os.environ.get("AUTOGRADER_MEMORY_MB", "0" if GPU_DEVICES else "10240"))
 PUBLIC_MODULES = ("__init__.py", "data.py", "mnist_format.py", "heldout.py", "checks")
 
 
@@ -91,9 +96,14 @@ def bwrap_command(
             command += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             command += ["--ro-bind", link, link]
+    # Memory-backed: each writable tmpfs is capped; the root, /dev and the rest are read-only.
     command += ["--dev", "/dev", "--proc", "/proc", "--size", str(512 * 2**20), "--tmpfs", "/tmp"]
+    command += ["--size", str(64 * 2**20), "--tmpfs", "/dev/shm"]
+    for device in GPU_DEVICES:  # untested here: no GPU was lent to this work
+        command += ["--dev-bind", device, device]
     for mode, source, destination in binds:
         command += [mode, str(source), str(destination)]
+    command += ["--remount-ro", "/dev", "--remount-ro", "/"]
     command += ["--chdir", str(env["HOME"]), "--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
@@ -232,7 +242,7 @@ def available() -> bool:
         shutil.rmtree(root, ignore_errors=True)
 
 
-class SandboxedKernelManager(KernelManager):
+class SandboxedKernelManager(AsyncKernelManager):
     """A Jupyter kernel manager whose kernel runs in a Sandbox, over IPC sockets in its scratch."""
 
     sandbox: Sandbox | None = None
@@ -259,6 +269,16 @@ class SandboxedKernelManager(KernelManager):
         kw["preexec_fn"] = self.sandbox.preexec
         await super()._async_launch_kernel(kernel_cmd, **kw)
         self.sandbox_process = self.provisioner.process  # kept past jupyter_client's cleanup
+
+    async def _async_interrupt_kernel(self) -> None:
+        """Interrupt by message: a SIGINT to the session would reach bubblewrap, not the kernel."""
+        if self.has_kernel:
+            self._connect_control_socket()
+            self.session.send(
+                self._control_socket, self.session.msg("interrupt_request", content={})
+            )
+
+    interrupt_kernel = run_sync(_async_interrupt_kernel)
 
     def kill_sandbox(self) -> int | None:
         """SIGKILL the sandbox's session (its PID namespace goes with it); its exit status."""

@@ -10,7 +10,9 @@ A forged file therefore earns points only if it holds what a correct answer comp
 inputs that did not exist before the test cell started.
 """
 
+import io
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -67,20 +69,46 @@ def admit(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
     raise EvidenceError(f"evidence holds a {type(value).__name__}, which is not plain data")
 
 
-def load(path: Path, max_bytes: int = 1 << 30) -> dict:
-    """Read an evidence or challenge file written by the other side; never unpickle objects."""
-    if not path.is_file():
-        raise EvidenceError(f"{path.name} was not written")
-    if path.stat().st_size > max_bytes:
-        raise EvidenceError(f"{path.name} is larger than {max_bytes} bytes")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any malformed file: the grader reports, never crashes
-        raise EvidenceError(f"{path.name} is not a readable evidence file ({exc})") from exc
+def load(path: Path, root: Path | None = None, max_bytes: int = 1 << 30) -> dict:
+    """Read an evidence or challenge file written by the other side; never unpickle objects.
+
+    With `root` (the grader reading what a sandbox wrote), only a regular file inside `root`
+    is read: a symbolic link to a file of the grader's, or a FIFO, is refused."""
+    data = torch_load(read_regular(path, root, max_bytes), path.name)
     data = admit(data)
     if not isinstance(data, dict):
         raise EvidenceError(f"{path.name} does not hold a dict")
     return data
+
+
+def read_regular(path: Path, root: Path | None, max_bytes: int) -> bytes:
+    """The bytes of a regular file, not followed through links, at most `max_bytes`."""
+    if root is not None and not path.resolve().is_relative_to(root.resolve()):
+        raise EvidenceError(f"{path.name} is not inside the sandbox's evidence directory")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise EvidenceError(f"{path.name} was not written") from None
+    except OSError as exc:
+        raise EvidenceError(f"{path.name} cannot be read ({exc.strerror})") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise EvidenceError(f"{path.name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise EvidenceError(f"{path.name} is larger than {max_bytes} bytes")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(max_bytes + 1)[:max_bytes]
+    finally:
+        os.close(fd)
+
+
+def torch_load(data: bytes, name: str) -> object:
+    """torch.load with weights_only: tensors and plain containers, no code."""
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # any malformed file: the grader reports, never crashes
+        raise EvidenceError(f"{name} is not a readable evidence file ({exc})") from exc
 
 
 def save(data: dict, path: Path) -> None:

@@ -1,0 +1,5 @@
+# expect: 0
+# base: wrong
+# why: a torch.py beside the notebook
+# %% file torch.py
+raise SystemExit("shadowed")
