@@ -119,6 +119,27 @@ def test_a_tuple_output_round_trips() -> None:
         torch.testing.assert_close(got, want)
 
 
+class SlicingEncoder(nn.Module):
+    """Heads as slices of one layer: x[:, a:] exports an open end of 2**63 - 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(12, 8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.linear(x)
+        return out[:, :4], out[:, 4:]
+
+
+def test_open_ended_slices_round_trip() -> None:
+    torch.manual_seed(0)
+    encoder = SlicingEncoder()
+    program = load_program(export_program(encoder, (torch.randn(5, 12),)))
+    x = torch.randn(9, 12)
+    for got, want in zip(program(x), encoder(x), strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_a_bound_method_exports_its_modules_parameters() -> None:
     torch.manual_seed(0)
     encoder = Encoder()

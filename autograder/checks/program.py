@@ -426,6 +426,10 @@ def _encode_value(value: Any, refs: dict[str, dict[str, Any]]) -> Any:
     """Encode one node argument: a ref, a scalar, a list or a tagged dtype/device/layout/format."""
     if isinstance(value, torch.fx.Node):
         return dict(refs[value.name])
+    if type(value) is int and abs(value) > MAX_INT:
+        # only an open slice end (x[:, a:] exports end = 2**63 - 1) is this large: any bound
+        # beyond every size slices the same
+        return MAX_INT if value > 0 else -MAX_INT
     if type(value) in _SCALARS:
         return value
     if isinstance(value, (list, tuple)):
