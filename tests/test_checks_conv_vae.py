@@ -13,8 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autograder import sandbox, verdict
 from autograder.checks import conv_vae as checks
+from autograder.checks import evidence
 from autograder.checks.core import CheckFailed
+from autograder.checks.program import export_program, load_program
 from autograder.template import read_template
 from autograder.views import render
 
@@ -184,6 +187,39 @@ def test_reference_passes_every_check(capsys):
     out, err = capsys.readouterr()
     assert err == ""  # nbgrader zeroes a test cell that writes to stderr
     assert out.count("passed: ") == 9
+
+
+def _encoder_reads_len(self, x):
+    h = self.features(x).view(len(x), -1)  # len(x) fixes the batch size of the export
+    mu, log_var = self.mu_head(h), self.log_var_head(h)
+    return mu, log_var, self.reparameterize(mu, log_var)
+
+
+def _decoder_reads_len(self, z):
+    return self.generator(z.view(len(z), -1))
+
+
+def test_a_model_exported_with_a_fixed_batch_size_passes(monkeypatch):
+    fixed = wrong_vae("Fixed", encoder=_encoder_reads_len, decoder=_decoder_reads_len)
+    model = fixed().eval()
+    x = torch.rand(8, 1, 28, 28)
+    assert export_program(model.encoder, (x,))["batch"] == "static"
+    checks.check_conv_vae(fixed)
+    checks.check_conv_vae_sampling(fixed)  # the judge runs 4096 images in batches of 8
+    images = torch.rand(1003, 1, 28, 28)  # not a multiple of 8: the last piece is padded
+    monkeypatch.setattr(checks, "_mnist_test_images", lambda: images)
+    monkeypatch.setattr(checks, "_held_out_images", lambda: images.clone())
+    found = checks.check_trained_vae.collect((model, images), {}, {}, seed=1)
+    encoder = load_program(found["encoder"])
+    torch.manual_seed(3)
+    mu, log_var, _ = checks._run(encoder, "encoder(x)", images)
+    with torch.no_grad():
+        want_mu, want_log_var, _ = model.encoder(images)
+    assert torch.allclose(mu, want_mu, atol=1e-5) and torch.allclose(
+        log_var, want_log_var, atol=1e-5
+    )
+    monkeypatch.setattr(checks, "PUBLIC_MAX_NELBO", math.inf)
+    checks.check_trained_vae(model, images)
 
 
 def test_zero_vae_costs_784_ln_2_nats_per_image():
@@ -369,23 +405,30 @@ def test_negative_elbo_samples_z_instead_of_using_the_mean():
             model.decoder(torch.zeros(1, 1)), images[:1], reduction="sum"
         )
         torch.manual_seed(0)
-        sampled = checks.negative_elbo(model, images)
+        sampled = checks.negative_elbo(model.encoder, model.decoder, images)
     assert at_mean.item() < 0.05  # an evaluation at z = mu would pass any bar
     assert sampled > 1000  # one sample per image: P(z < -0.5) = 0.31 costs ~ 784 * 20|z| nats
 
 
-def test_trained_check_fails_a_model_that_is_good_only_at_z_equal_mu(monkeypatch):
+@pytest.fixture
+def all_white(monkeypatch):
+    """All-white images stand in for both the notebook's test set and the held-out images."""
     images = torch.ones(1000, 1, 28, 28)
     monkeypatch.setattr(checks, "_mnist_test_images", lambda: images)
-    with pytest.raises(CheckFailed, match="expected at most 125"):
-        checks.check_trained_vae(SharpAtTheMean(), images)
+    monkeypatch.setattr(checks, "_held_out_images", lambda: images.clone())
+    return images
+
+
+def test_trained_check_fails_a_model_that_is_good_only_at_z_equal_mu(all_white):
+    with pytest.raises(CheckFailed, match="expected at most 127"):
+        checks.check_trained_vae(SharpAtTheMean(), all_white)
 
 
 def test_negative_elbo_is_the_mean_of_the_loss_terms():
     model, images = Tiny(4), torch.rand(300, 1, 28, 28)
     with torch.no_grad():
         torch.manual_seed(1)
-        got = checks.negative_elbo(model, images, batch_size=128)
+        got = checks.negative_elbo(model.encoder, model.decoder, images, batch_size=128)
         torch.manual_seed(1)
         want = 0.0
         for x in images.split(128):
@@ -398,23 +441,36 @@ def test_negative_elbo_is_the_mean_of_the_loss_terms():
 
 @pytest.mark.data
 def test_trained_check_rejects_an_untrained_model_and_other_images():
-    with pytest.raises(CheckFailed, match="expected at most 125"):
+    with pytest.raises(CheckFailed, match="expected at most 127"):
         checks.check_trained_vae(Tiny(16), mnist_test())
     with pytest.raises(CheckFailed, match="whole MNIST test set"):
-        checks.check_trained_vae(Tiny(16), mnist_test()[:1000], max_nelbo=math.inf)
+        checks.check_trained_vae(Tiny(16), mnist_test()[:1000])
 
 
 @pytest.mark.data
-def test_trained_check_accepts_the_reference_model_on_the_test_set():
+def test_trained_check_scores_the_reference_model_on_the_held_out_images(monkeypatch):
     model = ref("ConvVAE")()
-    checks.check_trained_vae(model, mnist_test(), max_nelbo=math.inf)
+    monkeypatch.setattr(checks, "PUBLIC_MAX_NELBO", math.inf)
+    checks.check_trained_vae(model, mnist_test())
     assert model.training  # the check restores the mode it found
+    found = checks.check_trained_vae.collect((model, mnist_test()), {}, {}, seed=1)
+    encoder, decoder = (load_program(found[part]) for part in ("encoder", "decoder"))
+    held_out = checks._held_out_images()
+    assert held_out.shape == (2000, 1, 28, 28)
+    assert torch.equal(held_out, mnist_test()[-2000:])
+    torch.manual_seed(2)
+    judged = checks.negative_elbo(encoder, decoder, held_out)
+    torch.manual_seed(2)
+    model.eval()
+    with torch.no_grad():
+        direct = checks.negative_elbo(model.encoder, model.decoder, held_out)
+    assert judged == pytest.approx(direct, rel=1e-5)  # the exported model is the model
 
 
 # ---------------------------------------------------------------------------------------------
 # statistical checks: no false failure of the reference under 200 seeds
 # (each check's bound is <= 5.7e-7, so 200 runs fail with probability <= 1.2e-4); the trained-model
-# check makes no statistical assertion (its bar is calibrated, see HIDDEN_MAX_NELBO)
+# check makes no statistical assertion (its bars are calibrated, see autograder.hidden.conv_vae)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -422,7 +478,244 @@ def test_reparameterization_stable(seed):
     checks.check_reparameterization(ref("ConvVAE")().reparameterize, seed=seed)
 
 
+@functools.cache
+def tiny_sampling_evidence() -> dict:
+    """Tiny's exported encoder and decoder: the judge draws the samples, so one export serves
+    every seed (the programs do not depend on the inputs)."""
+    return evidence_of(checks.check_conv_vae_sampling, (Tiny,), 0)[1]
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sampling_stable(seed):
-    # Tiny has the lab's sampler behind a cheap encoder: the statistics are those of the sampler.
-    checks.check_conv_vae_sampling(Tiny, seed=seed)
+    # Tiny has the lab's sampler behind a cheap encoder: the statistics are those of the sampler,
+    # drawn by the judge under each seed on each seed's inputs.
+    check = checks.check_conv_vae_sampling
+    check.verdict(check.make_inputs(seed, {}), tiny_sampling_evidence(), {}, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# forged evidence: the judge decides from the grader's inputs, never from what a kernel claims
+
+
+def evidence_of(check, answers: tuple, seed: int, **params) -> tuple[dict, dict]:
+    """The inputs drawn from `seed` and the evidence a kernel collects on them, as the grader
+    reads it back (plain data only)."""
+    inputs = check.make_inputs(seed, params)
+    found = check.collect(answers, inputs, params, seed)
+    return inputs, evidence.admit(evidence.to_evidence(found))
+
+
+def zeroed(value):
+    """The same evidence with every tensor replaced by zeros: right shapes, wrong values."""
+    if isinstance(value, torch.Tensor):
+        return torch.zeros_like(value)
+    if isinstance(value, list):
+        return [zeroed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: zeroed(v) for k, v in value.items()}
+    return value
+
+
+VALUE_CHECKS = [
+    (checks.check_vae_loss, "vae_loss"),
+    (checks.check_vae_loss_gradients, "vae_loss"),
+    (checks.check_linear_interpolation, "linear_interpolation"),
+    (checks.check_linear_interpolation_batches, "linear_interpolation"),
+    (checks.check_latent_linear_interpolation, "latent_linear_interpolation"),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "answer"), VALUE_CHECKS, ids=[c.__name__ for c, _ in VALUE_CHECKS]
+)
+def test_evidence_of_other_inputs_or_zeros_fails(check, answer):
+    inputs, found = evidence_of(check, (ref(answer),), seed=1)
+    check.verdict(inputs, found, {}, seed=5)  # the reference's own evidence passes
+    other = check.make_inputs(2, {})  # what a kernel computed on inputs other than the grader's
+    with pytest.raises(CheckFailed):
+        check.verdict(other, found, {}, seed=5)
+    with pytest.raises(CheckFailed):
+        check.verdict(inputs, zeroed(found), {}, seed=5)
+    with pytest.raises(CheckFailed):
+        check.verdict(inputs, {}, {}, seed=5)  # nothing collected at all
+
+
+def test_vae_loss_gradients_from_another_loss_fail():
+    check = checks.check_vae_loss_gradients
+    inputs, found = evidence_of(check, (ref("vae_loss"),), seed=1)
+    forged = dict(found, mu_grad=2 * found["mu_grad"])  # the gradient of a doubled KL
+    with pytest.raises(CheckFailed, match="d KL / d mu"):
+        check.verdict(inputs, forged, {}, seed=5)
+    with pytest.raises(CheckFailed, match="differentiable"):
+        check.verdict(inputs, dict(found, tracked=False), {}, seed=5)
+
+
+def export_parts(model: nn.Module, batch: int = 5) -> dict:
+    """A model's encoder, decoder and forward as the kernel exports them (eval mode)."""
+    model.eval()
+    x = torch.rand(batch, 1, 28, 28)
+    with torch.no_grad():
+        z = model.encoder(x)[2]
+        return {
+            "encoder": export_program(model.encoder, (x,)),
+            "decoder": export_program(model.decoder, (z,)),
+            "forward": export_program(model, (x,)),
+        }
+
+
+@functools.cache
+def conv_vae_evidence() -> tuple[dict, dict]:
+    return evidence_of(checks.check_conv_vae, (ref("ConvVAE"),), seed=1)
+
+
+def with_programs(found: dict, latent: int, **parts) -> dict:
+    return dict(found, **{f"{part} {latent}": payload for part, payload in parts.items()})
+
+
+def test_conv_vae_evidence_without_working_exports_fails():
+    check = checks.check_conv_vae
+    inputs, found = conv_vae_evidence()
+    check.verdict(inputs, found, {}, seed=5)
+    without = {k: v for k, v in found.items() if not k.startswith("encoder")}
+    with pytest.raises(CheckFailed, match="not exported"):
+        check.verdict(inputs, without, {}, seed=5)
+    dense = export_parts(Tiny(2))  # the lab's interface without a convolution
+    with pytest.raises(CheckFailed, match="convolutional"):
+        check.verdict(inputs, with_programs(found, 2, **dense), {}, seed=5)
+    logits = export_parts(wrong_vae("Logits", decoder=_decoder_logits)(16))
+    with pytest.raises(CheckFailed, match="sigmoid"):
+        check.verdict(inputs, with_programs(found, 16, decoder=logits["decoder"]), {}, seed=5)
+    swapped = with_programs(found, 16, encoder=found["decoder 16"], decoder=found["encoder 16"])
+    with pytest.raises(CheckFailed):
+        check.verdict(inputs, swapped, {}, seed=5)
+    # the kernel's own outputs are judged as well: a forged record of the wrong shapes fails
+    record = found["latent 2"]
+    forged = dict(found, **{"latent 2": dict(record, far=record["far"][:, :, :14])})
+    with pytest.raises(CheckFailed, match="decoder"):
+        check.verdict(inputs, forged, {}, seed=5)
+
+
+def test_sampling_evidence_of_a_mean_encoder_fails():
+    check = checks.check_conv_vae_sampling
+    inputs = check.make_inputs(1, {})
+    check.verdict(inputs, tiny_sampling_evidence(), {}, seed=5)
+    mean = export_parts(Tiny(16, z_is_mu=True))  # z = mu in eval mode
+    with pytest.raises(CheckFailed, match="z = mu"):
+        check.verdict(inputs, mean, {}, seed=5)
+    logits = export_parts(wrong_vae("Logits", decoder=_decoder_logits)(16))
+    forged = dict(tiny_sampling_evidence(), decoder=logits["decoder"])
+    with pytest.raises(CheckFailed, match="0.5"):
+        check.verdict(inputs, forged, {}, seed=5)
+    with pytest.raises(CheckFailed, match="not exported"):
+        check.verdict(inputs, {}, {}, seed=5)
+
+
+class Echo(nn.Module):
+    """A "VAE" whose code is its input and whose decoder returns the code: it returns its input."""
+
+    def __init__(self, log_var: float):
+        super().__init__()
+        self.log_var = nn.Parameter(torch.tensor(log_var))
+
+    def encoder(self, x):
+        mu = x.flatten(1)
+        return mu, self.log_var.expand_as(mu), mu
+
+    def decoder(self, z):
+        return z.clamp(0, 1).view(-1, 1, 28, 28)
+
+
+class MeanImage(nn.Module):
+    """A collapsed posterior and a decoder that draws the public test set's average image."""
+
+    def __init__(self, mean: torch.Tensor):
+        super().__init__()
+        self.mean = nn.Parameter(mean.clamp(1e-3, 1 - 1e-3))
+        self.unused = nn.Linear(1, 1)
+
+    def encoder(self, x):
+        mu = torch.zeros(len(x), 2, device=x.device) + 0 * self.unused.weight.sum()
+        return mu, torch.zeros_like(mu), mu
+
+    def decoder(self, z):
+        return self.mean.expand(len(z), 1, 28, 28) + 0 * z.sum()
+
+
+def trained_evidence(model: nn.Module) -> dict:
+    return evidence_of(checks.check_trained_vae, (model, mnist_test()), seed=1)[1]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    "model",
+    [Echo(0.0), Echo(-30.0), "mean", "untrained"],
+    ids=["echo-unit-variance", "echo-tiny-variance", "mean-image", "untrained-reference"],
+)
+def test_trained_evidence_of_models_that_learnt_nothing_fails(model):
+    if model == "mean":
+        model = MeanImage(mnist_test()[:8000].mean(0))
+    elif model == "untrained":
+        model = ref("ConvVAE")()
+    found = trained_evidence(model)
+    with pytest.raises(CheckFailed, match="expected at most 127"):
+        checks.check_trained_vae.verdict({}, found, {}, seed=5)
+
+
+@pytest.mark.data
+def test_trained_evidence_without_both_programs_fails():
+    found = trained_evidence(Tiny(4))
+    for part in ("encoder", "decoder"):
+        with pytest.raises(CheckFailed, match="not exported"):
+            checks.check_trained_vae.verdict({}, {**found, part: None}, {}, seed=5)
+    swapped = {"encoder": found["decoder"], "decoder": found["encoder"]}
+    with pytest.raises(CheckFailed):
+        checks.check_trained_vae.verdict({}, swapped, {}, seed=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# the hidden bar: in autograder.hidden, selected by a literal, never in the public module
+
+
+def test_public_module_holds_no_hidden_threshold():
+    from autograder.hidden import conv_vae as hidden
+
+    bar = hidden.HIDDEN_MAX_NELBO
+    assert bar < checks.PUBLIC_MAX_NELBO
+    source = Path(checks.__file__).read_text()
+    assert f"{bar:g}" not in source and repr(bar) not in source
+    assert not [name for name in vars(checks) if name.startswith("HIDDEN")]
+    numbers = [v for v in vars(checks).values() if isinstance(v, int | float)]
+    assert bar not in numbers
+    assert "hidden" not in sandbox.PUBLIC_MODULES  # the sandbox's library has no hidden module
+
+
+@pytest.mark.data
+def test_hidden_bar_is_the_hidden_modules(monkeypatch):
+    from autograder.hidden import conv_vae as hidden
+
+    found = trained_evidence(ref("ConvVAE")())  # untrained: about 540 nats per image
+    monkeypatch.setattr(hidden, "HIDDEN_MAX_NELBO", 1000.0)
+    checks.check_trained_vae.verdict({}, found, {"bar": "hidden"}, seed=5)
+    monkeypatch.setattr(hidden, "HIDDEN_MAX_NELBO", 500.0)
+    with pytest.raises(CheckFailed, match="at most 500"):
+        checks.check_trained_vae.verdict({}, found, {"bar": "hidden"}, seed=5)
+    with pytest.raises(ValueError, match="bar"):
+        checks.check_trained_vae.verdict({}, found, {"bar": "tight"}, seed=5)
+
+
+def test_lab_test_cells_are_judged_by_the_grader():
+    cells = render(read_template(LAB), "nbgrader")
+    template = read_template(LAB).cells
+    locked = [c.source for c, t in zip(cells, template, strict=True) if t.locked]
+    modules = verdict.checks_modules(locked)
+    specs = [
+        verdict.test_spec(t.test.id, c.source, modules)
+        for c, t in zip(cells, template, strict=True)
+        if t.test is not None
+    ]
+    assert specs and not [s.grade_id for s in specs if s.judged_in_kernel]
+    trained = next(s for s in specs if s.grade_id == "trained-vae")
+    assert [(c.check.__name__, c.params, bool(c.hidden)) for c in trained.calls] == [
+        ("check_trained_vae", {}, False),
+        ("check_trained_vae", {"bar": "hidden"}, True),
+    ]

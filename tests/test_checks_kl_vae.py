@@ -2,16 +2,23 @@
 each wrong implementation of the issue fails, statistical checks pass under 200 seeds."""
 
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor, nn
 
+from autograder import verdict
+from autograder.checks import evidence, program
 from autograder.checks import kl_vae as checks
-from autograder.checks.core import CheckFailed
+from autograder.checks.core import Check, CheckFailed
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CPU = torch.device("cpu")
+COLLAPSED_RANGE = (55.0, 56.0)  # the collapsed model's loss on the held-out images (55.5)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -372,7 +379,190 @@ def test_unfinished_answers_fail() -> None:
             run()
 
 
+# ---------------------------------------------------------------- forged evidence fails
+
+
+def evidence_of(check: Check, answers: tuple, params: dict | None = None, seed: int = 0) -> tuple:
+    """(inputs, evidence) of a check on `answers`, as the grader receives them."""
+    params = params or {}
+    inputs = check.make_inputs(seed, params)
+    found = evidence.admit(evidence.to_evidence(check.collect(answers, inputs, params, seed)))
+    return inputs, found
+
+
+def judged(check: Check, inputs: dict, found: dict, params: dict | None = None) -> bool:
+    """Whether the judge passes `found`."""
+    try:
+        check.verdict(inputs, found, params or {}, seed=7)
+    except CheckFailed:
+        return False
+    return True
+
+
+ON_INPUTS: dict[str, tuple[Check, tuple]] = {
+    "kl_normal": (checks.check_kl_normal, (kl_normal,)),
+    "kl_normal_properties": (checks.check_kl_normal_properties, (kl_normal,)),
+    "vae_methods": (checks.check_vae_methods, (VAE, CPU)),
+    "interpolate_linear": (checks.check_interpolate_linear, (interpolate_linear, CPU)),
+}
+
+
+@pytest.mark.parametrize("name", ON_INPUTS)
+def test_evidence_of_other_inputs_fails(name: str) -> None:
+    """A correct answer's evidence passes on its own inputs and fails on any other draw."""
+    check, answers = ON_INPUTS[name]
+    inputs, found = evidence_of(check, answers, seed=0)
+    assert judged(check, inputs, found)
+    assert not judged(check, check.make_inputs(1, {}), found)
+
+
+def test_forged_kl_normal_evidence_fails() -> None:
+    check = checks.check_kl_normal_properties
+    inputs, found = evidence_of(check, (kl_normal,))
+    for key in ("got", "moved"):  # made-up values with the right signs
+        assert not judged(check, inputs, {**found, key: found[key].abs() + 1.0})
+        assert not judged(check, inputs, {**found, key: torch.full_like(found[key], 1e-3)})
+    check = checks.check_kl_normal
+    inputs, found = evidence_of(check, (kl_normal,))
+    assert not judged(check, inputs, {**found, "same": found["same"] + 1e-3})
+    assert not judged(check, inputs, {**found, "got": found["got"].sum()})
+
+
+def test_forged_vae_methods_evidence_fails() -> None:
+    check = checks.check_vae_methods
+    inputs, found = evidence_of(check, (VAE, CPU))
+    x_hat, mu, log_var = found["forward"]
+    forged = {
+        "forward untracked": {"forward_tracked": False},
+        "no gradient": {"standin_grad": None},
+        "gradient of another probe": {"standin_grad": torch.randn_like(found["standin_grad"])},
+        "stand-in not used": {"standin": found["forward"]},
+        "mu, log_var swapped": {"forward": [x_hat, log_var, mu]},
+        "encode tracked": {"encode_tracked": True},
+        "encode samples": {"encode": mu + 0.1},
+        "reconstruct tracked": {"reconstruct_tracked": True},
+        "reconstruct constant": {"reconstruct": torch.full_like(found["reconstruct"], 0.5)},
+        "flags only": {"forward": None, "encode": None, "reconstruct": None},
+    }
+    for name, change in forged.items():
+        assert not judged(check, inputs, {**found, **change}), name
+
+
+def test_forged_weight_schedules_fail() -> None:
+    check = checks.check_kl_weight_manager
+    params = {"warm_up": 5, "annealing": 10}
+    inputs, found = evidence_of(check, (KLWeightManager,), params)
+    assert judged(check, inputs, found, params)
+    assert not judged(check, inputs, found, {"warm_up": 0, "annealing": 5})
+    for weights in (found["weights"][:-1], [str(w) for w in found["weights"]], None, math.nan):
+        assert not judged(check, inputs, {"weights": weights}, params)
+
+
+def export(module: Callable, example: Tensor) -> dict:
+    with torch.no_grad():
+        return program.export_program(module, (example,))
+
+
+class SameHeads(nn.Module):
+    """An encoder whose mu and log_var are the same head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Encoder()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, _ = self.inner(x)
+        return mu, mu
+
+
+class SquashesModerate(nn.Module):
+    """A decoder whose sigmoid is skipped for codes far from 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = decoder()
+
+    def forward(self, z: Tensor) -> Tensor:
+        moderate = z.abs().amax(1, keepdim=True) < 100
+        return torch.where(moderate, self.net(z), self.net[:-1](z))
+
+
+class InputHeads(nn.Module):
+    """An encoder that returns its input's first pixels as mu and log_var."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x.narrow(1, 0, 8), x.narrow(1, 8, 8)
+
+
+def test_forged_encoder_decoder_programs_fail() -> None:
+    check = checks.check_encoder_decoder
+    torch.manual_seed(0)
+    inputs, found = evidence_of(check, (Encoder(), decoder()))
+    assert judged(check, inputs, found)
+    x, z = torch.rand(32, 784), torch.randn(32, 8)
+    forged = {
+        "LeakyReLU heads": {"encoder": export(Encoder(nn.LeakyReLU), x)},
+        "Tanh heads": {"encoder": export(Encoder(nn.Tanh), x)},
+        "ELU heads": {"encoder": export(Encoder(nn.ELU), x)},
+        "one head twice": {"encoder": export(SameHeads(), x)},
+        "encoder returns a tensor": {"encoder": export(nn.Linear(784, 8), x)},
+        "decoder without sigmoid": {"decoder": export(decoder(False), z)},
+        "decoder returns its input": {"decoder": export(nn.Identity(), z)},
+        "decoder squashes only moderate codes": {"decoder": export(SquashesModerate(), z)},
+        "a decoder program read from elsewhere": {"decoder": {"format": "pickle"}},
+        "no encoder": {"encoder": None},
+    }
+    for name, change in forged.items():
+        assert not judged(check, inputs, {**found, **change}), name
+    # a linear encoder's heads are unconstrained: only the behaviour is judged
+    assert judged(check, inputs, {**found, "encoder": export(InputHeads(), x)})
+
+
+def test_the_lab_test_cells_are_check_calls_only() -> None:
+    """Every test cell of the lab parses into Check calls that the grader judges itself."""
+    text = (ROOT / "labs" / "02-kl-vae.md").read_text()
+    cells = re.findall(r"```python\n#!TAG TEST (\S+) \d+\n(.*?)```", text, flags=re.S)
+    assert len(cells) == 8
+    for grade_id, body in cells:
+        source = body.replace("#!TAG HIDDENBEGIN", verdict.HIDDEN_BEGIN).replace(
+            "#!TAG HIDDENEND", verdict.HIDDEN_END
+        )
+        spec = verdict.test_spec(grade_id, source, {"checks": "autograder.checks.kl_vae"})
+        assert spec.calls and not spec.judged_in_kernel, grade_id
+    assert 'checks.check_trained_vae(vae, test_x, bar="hidden")' in text
+
+
+def test_the_public_module_holds_no_hidden_threshold() -> None:
+    from autograder.hidden import kl_vae as hidden
+
+    source = Path(checks.__file__).read_text()
+    assert not [name for name in dir(checks) if name.startswith("HIDDEN")]
+    assert repr(hidden.MAX_LOSS) not in source
+    assert hidden.MAX_LOSS < checks.MAX_LOSS
+    assert checks._max_loss("hidden") == hidden.MAX_LOSS
+    assert checks._max_loss("public") == checks.MAX_LOSS
+
+
 # ---------------------------------------------------------------- the trained model
+
+
+class ZeroEncoder(nn.Module):
+    """The prior for every image: mu = 0, log_var = 0."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        zero = torch.zeros_like(x.narrow(1, 0, 8))
+        return zero, zero.clone()
+
+
+class AverageDecoder(nn.Module):
+    """The average training image, whatever the code."""
+
+    def __init__(self, average: Tensor):
+        super().__init__()
+        self.average = nn.Parameter(average)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.average + 0 * z.sum(1, keepdim=True)
 
 
 class Collapsed(nn.Module):
@@ -380,9 +570,27 @@ class Collapsed(nn.Module):
 
     def __init__(self, average: Tensor):
         super().__init__()
-        self.average = nn.Parameter(average)
-        self.encoder = lambda x: (torch.zeros(len(x), 8), torch.zeros(len(x), 8))
-        self.decoder = lambda z: self.average.expand(len(z), -1)
+        self.encoder, self.decoder = ZeroEncoder(), AverageDecoder(average)
+
+
+class Scaled(nn.Module):
+    """An encoder that passes its input on, c x with a tiny variance, as a 784-dimensional code."""
+
+    def __init__(self, scale: float, log_var: float):
+        super().__init__()
+        self.scale, self.log_var = scale, log_var
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.scale * x, torch.full_like(x, self.log_var)
+
+
+class Unscaled(nn.Module):
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z / self.scale
 
 
 @pytest.fixture(scope="module")
@@ -397,12 +605,21 @@ def mnist() -> tuple[Tensor, Tensor]:
     return load(True), load(False)
 
 
+@pytest.fixture(scope="module")
+def held_out() -> Tensor:
+    from autograder.heldout import held_out_test_images
+
+    return held_out_test_images().flatten(1)
+
+
 @pytest.mark.data
-def test_collapsed_and_untrained_models_fail(mnist: tuple[Tensor, Tensor]) -> None:
+def test_collapsed_and_untrained_models_fail(
+    mnist: tuple[Tensor, Tensor], held_out: Tensor
+) -> None:
     train_x, test_x = mnist
     collapsed = Collapsed(train_x.mean(0))
-    loss, kl = checks.vae_scores(collapsed, test_x)
-    assert kl == 0 and 52 < loss < 53.5  # the figure quoted next to MAX_LOSS
+    loss, kl = checks.vae_scores(collapsed.encoder, collapsed.decoder, held_out)
+    assert kl == 0 and COLLAPSED_RANGE[0] < loss < COLLAPSED_RANGE[1]  # quoted next to MAX_LOSS
     with pytest.raises(CheckFailed, match="below"):
         checks.check_trained_vae(collapsed, test_x, min_kl=0)
     with pytest.raises(CheckFailed, match="collapsed"):
@@ -417,8 +634,37 @@ def test_trained_check_wants_the_real_test_set(mnist: tuple[Tensor, Tensor]) -> 
     train_x, test_x = mnist
     collapsed = Collapsed(train_x.mean(0))
     for wrong in (train_x[:10_000], test_x[:5000], test_x * 255):
-        with pytest.raises(CheckFailed, match="10 000 MNIST test images"):
+        with pytest.raises(CheckFailed, match="MNIST test images"):
             checks.check_trained_vae(collapsed, wrong)
+
+
+@pytest.mark.data
+def test_forged_trained_models_fail(mnist: tuple[Tensor, Tensor], held_out: Tensor) -> None:
+    """The judge scores the exported programs on images the kernel never saw, with its own z:
+    a model that passes its input through, a collapsed one or a missing one cannot pass."""
+    train_x, test_x = mnist
+    check = checks.check_trained_vae
+    inputs, found = evidence_of(check, (Collapsed(train_x.mean(0)), test_x))
+    x = held_out[:20]
+    forged = {
+        "the collapsed model": found,
+        "encoder returns its input": {
+            "encoder": export(Scaled(1.0, 0.0), x),
+            "decoder": export(nn.Identity(), x),
+        },
+        "input passed on with a tiny variance": {
+            "encoder": export(Scaled(10.0, -10.0), x),
+            "decoder": export(Unscaled(10.0), x),
+        },
+        "no decoder": {**found, "decoder": None},
+        "encoder and decoder swapped": {"encoder": found["decoder"], "decoder": found["encoder"]},
+    }
+    for name, payloads in forged.items():
+        for bar in ("public", "hidden"):
+            assert not judged(check, inputs, payloads, {"bar": bar}), name
+    for scale, log_var in ((1.0, 0.0), (10.0, -10.0)):  # the losses of the pass-through models
+        loss, _ = checks.vae_scores(Scaled(scale, log_var), Unscaled(scale), held_out)
+        assert loss > 2 * checks.MAX_LOSS
 
 
 @pytest.mark.data
@@ -439,4 +685,7 @@ def test_reference_training_passes_the_hidden_threshold(mnist: tuple[Tensor, Ten
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    checks.check_trained_vae(vae, test_x, max_loss=checks.HIDDEN_MAX_LOSS)
+    check = checks.check_trained_vae
+    inputs, found = evidence_of(check, (vae, test_x), {"bar": "hidden"})
+    assert judged(check, inputs, found, {"bar": "hidden"})
+    checks.check_trained_vae(vae, test_x)
