@@ -104,6 +104,13 @@ class AEWideCode(AE):
         self.encoder = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU())
 
 
+class AEDoubleSigmoid(AE):
+    """A second sigmoid after the decoder's: outputs stay in [0, 1], but only in [0.5, 0.73]."""
+
+    def forward(self, x):
+        return torch.sigmoid(self.decoder(self.encoder(x)))
+
+
 # --- AddGaussianNoise -----------------------------------------------------------------------
 
 

@@ -1,19 +1,23 @@
 """The checks of lab 04-elbo-estimators, applied directly (no notebook execution).
 
 The reference implementations are the lab's own: the solution view's cells that define them run
-in a fresh namespace. Every wrong implementation the issue lists fails at least one check, and
-the statistical checks pass the reference under 200 seeds.
+in a fresh namespace. Every wrong implementation the issue lists fails at least one check, the
+statistical checks pass the reference under 200 seeds, and forged evidence (outputs computed on
+other inputs, constant or memorised outputs, a model that returns its input) fails the judges.
 """
 
 import math
 import types
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 from torch import nn
 
+from autograder import sandbox, verdict
 from autograder.checks import elbo as checks
+from autograder.checks import evidence, program
 from autograder.checks.core import CheckFailed
 from autograder.template import read_template
 from autograder.views import first_definition, render
@@ -401,23 +405,369 @@ def test_toy_model_path_gradient_is_zero_at_the_posterior(lab) -> None:
     assert lab["toy_gradients"](0.5, 0.5, path_only=False).abs().max() > 1e-2
 
 
-class Collapsed(nn.Module):
-    """q(z|x) = p(z) for every image and a decoder that draws the mean test image: KL 0."""
+class ReshapeWithVagueMessage(ReshapeWithoutCheck):
+    """Wrong: the ValueError names neither shape."""
 
-    def __init__(self, mean_image: torch.Tensor, loss: str) -> None:
+    def forward(self, x):
+        if x.shape[1] != math.prod(self.view_shape):
+            raise ValueError("wrong size")
+        return x.reshape(x.shape[0], *self.view_shape)
+
+
+def test_reshape_wants_both_shapes_in_the_message() -> None:
+    assert "name both shapes" in fails(checks.check_reshape_layer, ReshapeWithVagueMessage)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "cannot view torch.Size([{b}, {n}]) as (N, 4, 2, 3)",
+        "x has shape [{b}, {n}]; each row should hold 4 * 2 * 3 = 24 numbers",
+        "batch {b}x{n} does not fit view_shape=(4, 2, 3)",
+    ],
+)
+def test_reshape_accepts_any_wording_that_names_both_shapes(message: str) -> None:
+    class Worded(ReshapeWithoutCheck):
+        def forward(self, x):
+            if x.shape[1] != math.prod(self.view_shape):
+                raise ValueError(message.format(b=x.shape[0], n=x.shape[1]))
+            return x.reshape(x.shape[0], *self.view_shape)
+
+    checks.check_reshape_layer(Worded)
+
+
+# ---------------------------------------------------------------- forged evidence
+
+
+def collected(check, *answers, seed: int = 0, **params) -> tuple[dict, dict]:
+    """(inputs, evidence) of a check as the grader sees them: drawn from `seed`, admitted."""
+    inputs = check.make_inputs(seed, params)
+    found = check.collect(answers, inputs, params, seed)
+    return inputs, evidence.admit(evidence.to_evidence(found))
+
+
+def rejected(check, inputs: dict, found: dict, seed: int = 0, **params) -> str:
+    """The judge's message for evidence it must refuse."""
+    with pytest.raises(CheckFailed) as info:
+        check.verdict(inputs, found, params, seed)
+    return str(info.value)
+
+
+def constant_like(value):
+    """The evidence with every tensor replaced by ones of its shape (memorised constants)."""
+    if isinstance(value, torch.Tensor):
+        return torch.ones_like(value)
+    if isinstance(value, list):
+        return [constant_like(v) for v in value]
+    if isinstance(value, dict):
+        return {k: constant_like(v) for k, v in value.items()}
+    return value
+
+
+def exact_answers(lab) -> list[tuple]:
+    """(check, answers) of every exact check whose evidence is tensors computed on its inputs."""
+    return [
+        (checks.check_latent_layer, (lab["LatentLayer"],)),
+        (checks.check_mc_latent_loss, (lab["mc_latent_loss"],)),
+        (checks.check_mc_latent_loss_gradients, (lab["mc_latent_loss"],)),
+        (checks.check_kl_latent_loss_gradients, (lab["kl_latent_loss"],)),
+        (checks.check_reshape_layer, (lab["ReshapeLayer"],)),
+        (checks.check_vae_forward, (lab["VAE"],)),
+        (checks.check_generate_similar, (lab["VAE"],)),
+        (checks.check_mix_images, (lab["mix_images"],)),
+        (checks.check_traverse, (lab["traverse"],)),
+    ]
+
+
+def test_the_references_evidence_passes_the_judges(lab) -> None:
+    for check, answers in exact_answers(lab) + [
+        (checks.check_kl_latent_loss, (lab["kl_latent_loss"],))
+    ]:
+        inputs, found = collected(check, *answers, seed=3)
+        check.verdict(inputs, found, {}, 3)
+
+
+def test_evidence_computed_on_other_inputs_fails(lab) -> None:
+    """Evidence is only right for the inputs the grader drew: replayed, it fails."""
+    for check, answers in exact_answers(lab):
+        _, stale = collected(check, *answers, seed=1)
+        inputs = check.make_inputs(2, {})
+        rejected(check, inputs, stale, seed=2)
+
+
+def test_constant_outputs_fail(lab) -> None:
+    for check, answers in exact_answers(lab) + [
+        (checks.check_kl_latent_loss, (lab["kl_latent_loss"],))
+    ]:
+        inputs, found = collected(check, *answers)
+        rejected(check, inputs, constant_like(found))
+
+
+def test_memorised_exact_kl_values_do_not_pass_alone(lab) -> None:
+    inputs, found = collected(checks.check_kl_latent_loss, lab["kl_latent_loss"])
+    forged = dict(found, random=torch.tensor(1.0))  # the fixed values right, the drawn batch not
+    assert "random batch" in rejected(checks.check_kl_latent_loss, inputs, forged)
+
+
+def test_a_reshape_layer_that_returns_its_input_fails(lab) -> None:
+    inputs, found = collected(checks.check_reshape_layer, lab["ReshapeLayer"])
+    forged = dict(found, good=[x.clone() for x in inputs["good"]])
+    assert "should have shape" in rejected(checks.check_reshape_layer, inputs, forged)
+    vague = [{"raised": "ValueError", "value_error": True, "message": "no"}] * 3
+    assert "name both shapes" in rejected(
+        checks.check_reshape_layer, inputs, dict(found, bad=vague)
+    )
+
+
+def test_forged_vae_and_generate_similar_evidence_fails(lab) -> None:
+    inputs, found = collected(checks.check_vae_forward, lab["VAE"])
+    zero = torch.tensor(0.0)
+    forged = {"runs": [{k: [p["x"].clone(), zero] for k in ("kl", "mc")} for p in inputs["probes"]]}
+    assert "loss='kl'" in rejected(checks.check_vae_forward, inputs, forged)
+    inputs, found = collected(checks.check_generate_similar, lab["VAE"])
+    x = inputs["probe"]["x"]
+    forged = dict(found, mean=[x.clone(), x.clone()])  # a model that returns its input
+    assert "noise=False" in rejected(checks.check_generate_similar, inputs, forged)
+
+
+def test_a_latent_layer_without_gradients_fails(lab) -> None:
+    inputs, found = collected(checks.check_latent_layer, lab["LatentLayer"])
+    forged = {k: v for k, v in found.items() if k != "weight_grads"}
+    assert "detached" in rejected(checks.check_latent_layer, inputs, forged)
+
+
+def test_vae_forward_lends_the_references_only_for_the_call(lab) -> None:
+    namespace = {"mc_latent_loss": mc_without_log_scale}
+    forward = types.FunctionType(lab["VAE"].forward.__code__, dict(lab, **namespace), "forward")
+    vae = vae_variant(lab, forward=forward)
+    checks.check_vae_forward(vae, mc_without_log_scale, lab["kl_latent_loss"])
+    assert forward.__globals__["mc_latent_loss"] is mc_without_log_scale
+
+
+# ---------------------------------------------------------------- exported conv architecture
+
+
+def test_encoder_decoder_judges_the_exported_programs(lab) -> None:
+    encoder, decoder = lab["make_encoder"](), lab["make_decoder"]()
+    inputs, found = collected(checks.check_encoder_decoder, encoder, decoder)
+    checks.check_encoder_decoder.verdict(inputs, found, {}, 0)
+    assert "cannot be run" in rejected(
+        checks.check_encoder_decoder, inputs, dict(found, decoder={"format": "pickle"})
+    )
+    # a decoder without its Sigmoid, exported in place of the real one
+    _, unbounded = collected(checks.check_encoder_decoder, encoder, decoder[:-1])
+    forged = dict(found, decoder=unbounded["decoder"])
+    assert "in [0, 1]" in rejected(checks.check_encoder_decoder, inputs, forged)
+    # the right layers declared, another architecture run: the judge reads the program itself
+    wrong = lab["make_encoder"]()
+    wrong[0] = nn.Conv2d(1, 16, 4, stride=2, padding=1, bias=False)
+    wrong[2] = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+    _, other = collected(checks.check_encoder_decoder, wrong, decoder)
+    assert "Conv2d layers" in rejected(checks.check_encoder_decoder, inputs, other)
+
+
+def test_encoder_decoder_shapes_come_from_running_the_programs(lab) -> None:
+    encoder, decoder = lab["make_encoder"](), lab["make_decoder"]()
+    encoder[-1] = lab["LatentLayer"](128, 5)  # another latent size: the decoder's 16 no longer fits
+    fails(checks.check_encoder_decoder, encoder, decoder)
+
+
+# ---------------------------------------------------------------- the trained models
+
+
+class PriorEncoder(nn.Module):
+    """q(z|x) = N(0, I) for every image."""
+
+    def forward(self, x):
+        code = torch.zeros_like(x.mean((1, 2, 3)).unsqueeze(1).expand(-1, 4))
+        return code, code + 1
+
+
+class ConstantDecoder(nn.Module):
+    """Draws one image whatever z."""
+
+    def __init__(self, image: torch.Tensor) -> None:
         super().__init__()
-        self.loss = loss
-        self.register_buffer("image", mean_image)
-        self.encoder = lambda x: (torch.zeros(len(x), 4), torch.ones(len(x), 4))
-        self.decoder = lambda z: self.image.expand(len(z), -1, -1, -1)
+        self.register_buffer("image", image)
+
+    def forward(self, z):
+        return self.image.expand(z.shape[0], -1, -1, -1)
+
+
+class IdentityEncoder(nn.Module):
+    """mean = the image itself, a tiny scale: the decoder can copy x out of z."""
+
+    def forward(self, x):
+        mean = x.flatten(1)
+        return mean, torch.full_like(mean, 1e-3)
+
+
+class Model(nn.Module):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, loss: str) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.loss = encoder, decoder, loss
+
+
+def collapsed(loss: str) -> Model:
+    """The decoder draws the average training image and q is the prior: KL 0."""
+    from torchvision.datasets import MNIST
+
+    from autograder.data import data_dir
+
+    images = MNIST(data_dir(), train=True, download=True).data.float().div(255)
+    return Model(PriorEncoder(), ConstantDecoder(checks.pad_images(images).mean(0)), loss)
+
+
+def trained_evidence(model: nn.Module, estimator: str) -> tuple[dict, dict]:
+    return collected(
+        checks.check_trained_vae, model, torch.zeros(64, 1, 32, 32), estimator=estimator
+    )
+
+
+@pytest.fixture(scope="module")
+def collapsed_evidence() -> dict:
+    return trained_evidence(collapsed("mc"), "mc")[1]
+
+
+def judge_trained(found: dict, seed: int = 0, **params) -> None:
+    checks.check_trained_vae.verdict({}, found, params, seed)
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("loss", ["mc", "kl"])
-def test_trained_check_catches_a_collapsed_posterior_and_a_wrong_test_set(loss) -> None:
-    x_test = checks.mnist_test_padded(torch.device("cpu"))
-    collapsed = Collapsed(x_test.mean(0), loss)
-    assert "collapsed" in fails(checks.check_trained_vae, collapsed, x_test, max_loss=math.inf)
-    assert "expected below" in fails(checks.check_trained_vae, collapsed, x_test, min_kl=-1.0)
-    assert "x_test should be" in fails(checks.check_trained_vae, collapsed, x_test[:100])
-    assert "x_test should be" in fails(checks.check_trained_vae, collapsed, x_test.flip(0))
+def test_collapsed_model_scores_the_documented_loss(collapsed_evidence) -> None:
+    encoder = program.load_program(collapsed_evidence["encoder"])
+    decoder = program.load_program(collapsed_evidence["decoder"])
+    loss, kl = checks.negative_elbo(encoder, decoder, checks.held_out_padded())
+    assert kl == 0 and 27.7 < loss < 27.8  # the figure in the module's comment and the lab
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("estimator", ["mc", "kl"])
+def test_trained_check_catches_a_collapsed_posterior(collapsed_evidence, estimator) -> None:
+    with pytest.raises(CheckFailed, match="collapsed"):
+        judge_trained(collapsed_evidence, estimator=estimator, max_loss=math.inf)
+    with pytest.raises(CheckFailed, match="expected below"):
+        judge_trained(collapsed_evidence, estimator=estimator, min_kl=-1.0)
+
+
+@pytest.mark.data
+def test_the_bar_is_the_tests_not_the_evidences(collapsed_evidence, monkeypatch) -> None:
+    """A forged evidence cannot pick the looser bar: the estimator is the test's literal."""
+    monkeypatch.setitem(checks.PUBLIC_MAX_LOSS, "mc", 28.0)
+    monkeypatch.setitem(checks.PUBLIC_MAX_LOSS, "kl", 27.0)
+    assert collapsed_evidence["loss"] == "mc"
+    judge_trained(collapsed_evidence, estimator="mc", min_kl=-1.0)
+    with pytest.raises(CheckFailed, match="expected below 27.0"):
+        judge_trained(collapsed_evidence, estimator="kl", min_kl=-1.0)
+    with pytest.raises(CheckFailed, match="estimator='mc' or 'kl'"):
+        judge_trained(collapsed_evidence, min_kl=-1.0)
+    with pytest.raises(CheckFailed, match="bar should be"):
+        judge_trained(collapsed_evidence, estimator="mc", bar="tight")
+
+
+@pytest.mark.data
+def test_hidden_bar_is_the_hidden_modules(collapsed_evidence, monkeypatch) -> None:
+    from autograder.hidden import elbo as hidden
+
+    monkeypatch.setitem(hidden.HIDDEN_MAX_LOSS, "mc", 28.0)
+    judge_trained(collapsed_evidence, estimator="mc", bar="hidden", min_kl=-1.0)
+    monkeypatch.setitem(hidden.HIDDEN_MAX_LOSS, "mc", 27.0)
+    with pytest.raises(CheckFailed, match="expected below 27.0"):
+        judge_trained(collapsed_evidence, estimator="mc", bar="hidden", min_kl=-1.0)
+
+
+@pytest.mark.data
+def test_a_model_that_copies_its_input_through_z_fails() -> None:
+    model = Model(IdentityEncoder(), nn.Unflatten(1, (1, 32, 32)), "kl")
+    _, found = trained_evidence(model, "kl")
+    with pytest.raises(CheckFailed, match="expected below"):  # the KL of a 1e-3 scale: ~6000
+        judge_trained(found, estimator="kl")
+
+
+@pytest.mark.data
+def test_an_untrained_model_and_swapped_programs_fail(lab, collapsed_evidence) -> None:
+    torch.manual_seed(0)
+    vae = lab["VAE"](lab["make_encoder"](), lab["make_decoder"](), loss="kl")
+    _, found = trained_evidence(vae, "kl")
+    with pytest.raises(CheckFailed, match="expected below"):
+        judge_trained(found, estimator="kl")
+    # the decoder exported in the encoder's place: it cannot take images
+    swapped = dict(found, encoder=found["decoder"])
+    with pytest.raises(CheckFailed, match="exported encoder failed"):
+        judge_trained(swapped, estimator="kl")
+    # an encoder of 16 latent dimensions with the collapsed model's decoder of 4 is refused
+    mixed = dict(found, decoder=collapsed_evidence["decoder"])
+    with pytest.raises(CheckFailed):
+        judge_trained(mixed, estimator="kl", min_kl=-1.0, max_loss=math.inf)
+
+
+def test_trained_check_fails_early_in_the_kernel(lab) -> None:
+    vae = lab["VAE"](lab["make_encoder"](), lab["make_decoder"](), loss="mc")
+    x = torch.zeros(64, 1, 32, 32)
+    assert "loss='kl'" in fails(checks.check_trained_vae, vae, x, estimator="kl")
+    assert "x_test should be" in fails(checks.check_trained_vae, vae, x[:, :, 2:-2, 2:-2])
+    assert "x_test should be" in fails(checks.check_trained_vae, vae, x.flatten(1))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_reference_training_clears_the_hidden_bars(lab) -> None:
+    """The lab's two runs (its seeds, 2500 steps each): minutes on one CPU core."""
+    from torchvision.datasets import MNIST
+
+    from autograder.data import data_dir
+    from autograder.hidden import elbo as hidden
+
+    namespace = dict(lab)
+    for cell in render(read_template(LAB), "solution"):
+        if cell.kind == "code" and first_definition(cell.source) == "shuffled_batches":
+            exec(compile(cell.source, str(LAB), "exec"), namespace)
+    x_train = checks.pad_images(MNIST(data_dir(), train=True).data.float().div(255))
+    for loss in ("kl", "mc"):
+        torch.manual_seed(1)
+        model = lab["VAE"](lab["make_encoder"](), lab["make_decoder"](), loss=loss)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        batches = namespace["shuffled_batches"](len(x_train), 32, 0)
+        for _ in range(2500):
+            x = x_train[next(batches)]
+            x_hat, latent = model(x)
+            reconstruction = 0.5 * (x_hat - x).pow(2).sum((1, 2, 3)).mean()
+            optimizer.zero_grad()
+            (reconstruction + latent).backward()
+            optimizer.step()
+        assert hidden.HIDDEN_MAX_LOSS[loss] < checks.PUBLIC_MAX_LOSS[loss]
+        checks.check_trained_vae(model, x_train[:64], estimator=loss, bar="hidden")
+
+
+# ---------------------------------------------------------------- the grader's view of the lab
+
+
+def test_public_module_holds_no_hidden_threshold() -> None:
+    from autograder.hidden import elbo as hidden
+
+    source = Path(checks.__file__).read_text()
+    assert not [name for name in vars(checks) if name.startswith("HIDDEN")]
+    for estimator, bar in hidden.HIDDEN_MAX_LOSS.items():
+        assert bar < checks.PUBLIC_MAX_LOSS[estimator]
+        assert f"{bar:g}" not in source and repr(bar) not in source
+    assert "hidden" not in sandbox.PUBLIC_MODULES  # the sandbox's library has no hidden module
+
+
+def test_lab_test_cells_are_judged_by_the_grader() -> None:
+    cells = render(read_template(LAB), "nbgrader")
+    template = read_template(LAB).cells
+    locked = [c.source for c, t in zip(cells, template, strict=True) if t.locked]
+    modules = verdict.checks_modules(locked)
+    specs = {
+        t.test.id: verdict.test_spec(t.test.id, c.source, modules)
+        for c, t in zip(cells, template, strict=True)
+        if t.test is not None
+    }
+    assert specs and not [s.grade_id for s in specs.values() if s.judged_in_kernel]
+    trained = specs["trained-vaes"]
+    assert [(c.check.__name__, c.params, bool(c.hidden)) for c in trained.calls] == [
+        ("check_trained_vae", {"estimator": "mc"}, False),
+        ("check_trained_vae", {"estimator": "kl"}, False),
+        ("check_trained_vae", {"estimator": "mc", "bar": "hidden"}, True),
+        ("check_trained_vae", {"estimator": "kl", "bar": "hidden"}, True),
+    ]
