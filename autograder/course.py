@@ -171,6 +171,7 @@ def grade_submission(course: Path, student: str, lab: str, config: job.Settings)
                 break
     if others:
         result.notes.append(f"ignored, not part of the lab: {', '.join(others)}")
+    result.sandboxed = config.use_sandbox
     if not config.use_sandbox:
         result.notes.append("graded WITHOUT the sandbox (--no-sandbox)")
     return result
@@ -187,7 +188,9 @@ def autograde(course: Path, use_sandbox: bool = True) -> dict[tuple[str, str], s
     config = settings(course, use_sandbox)
     outcomes = {}
     for student, lab in submissions(course):
+        started = time.monotonic()
         result = grade_submission(course, student, lab, config)
+        result.seconds = time.monotonic() - started
         record(course, student, lab, result)
         if result.notebook is not None:
             nbgrader(course, "generate_feedback", lab, "--student", student, "--force")
@@ -229,6 +232,8 @@ def write_results(course: Path, student: str, lab: str, result: job.JobResult) -
         "score": sum(t["score"] for t in tests),
         "max_score": sum(t["max_score"] for t in tests),
         "tests": tests,
+        "execution_time": round(result.seconds, 1),
+        "sandbox": result.sandboxed,
     }
     notes = [f"The submission could not be graded: {result.error}"] if result.error else []
     notes += [f"The run stopped in {result.stopped}"] if result.stopped else []

@@ -84,6 +84,8 @@ class JobResult:
     stopped: str | None = None  # which cell stopped the run, and why
     timed_out: bool = False
     notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of grading, retries included
+    sandboxed: bool = True
 
 
 # ---------------------------------------------------------------- 1. assemble
