@@ -124,7 +124,46 @@ def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
         released = tmp_path / "course" / "release" / lab / f"{lab}.ipynb"
         assert sources(released) == sources(tmp_path / "views" / "student" / f"{lab}.ipynb")
         smoke_run(released)
+    # a few hostile submissions on a real lab (the test lab's corpus is tests/test_hostile.py)
+    rebound, stripped = hostile_on(tmp_path, "02-kl-vae")
+    assert not any("judged in the kernel" in t.message for t in rebound + stripped)
     shutil.rmtree(tmp_path / "course" / "autograded", ignore_errors=True)
+
+
+REBIND = """
+import autograder.checks.core as core
+core.Check.__call__ = lambda self, *a, **k: print(f"passed: {self.__name__}")
+core.expect = lambda *a, **k: None
+"""
+
+
+def hostile_on(out: Path, lab: str) -> tuple[list, list]:
+    """Two hostile submissions of a real lab: the untouched release that rebinds every check
+    (must earn 0) and the full solution stripped of all metadata (must earn every point)."""
+    course_dir = out / "course"
+    release = nbformat.read(course_dir / "release" / lab / f"{lab}.ipynb", as_version=4)
+    solution = nbformat.read(out / "views" / "solution" / f"{lab}.ipynb", as_version=4)
+    rebind = nbformat.from_dict(json.loads(json.dumps(release)))
+    rebind.cells.insert(2, nbformat.v4.new_code_cell(REBIND))
+    stripped = demo.fill(release, solution, {})
+    for cell in stripped.cells:
+        cell.metadata = {}
+    config = course.settings(course_dir, use_sandbox=True)
+    results = []
+    for student, nb in (("hostile-rebind", rebind), ("hostile-stripped", stripped)):
+        folder = course_dir / "submitted" / student / lab
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / f"{lab}.ipynb")
+        results.append(course.grade_submission(course_dir, student, lab, config))
+    rebound, full = results
+    assert sum(t.score or 0 for t in rebound.tests) == 0.0, f"{lab}: rebinding the checks paid"
+    manual = json.loads((course_dir / "autograded" / "full" / lab / "results.json").read_text())
+    by_hand = {t["name"] for t in manual["tests"] if t["output"] == "awaiting manual grading"}
+    tests = [t for t in full.tests if t.grade_id not in by_hand]
+    assert [t.score for t in tests] == [t.max_score for t in tests], (
+        f"{lab}: a correct notebook without metadata lost points"
+    )
+    return rebound.tests, full.tests
 
 
 def manual_points(out: Path, lab: str) -> float:
@@ -132,3 +171,21 @@ def manual_points(out: Path, lab: str) -> float:
         (out / "course" / "autograded" / "full" / lab / "results.json").read_text()
     )
     return sum(t["max_score"] for t in results["tests"] if t["output"] == "awaiting manual grading")
+
+
+def test_grading_refuses_to_run_unsandboxed_unless_asked(mini_demo, tmp_path, monkeypatch) -> None:
+    out, _ = mini_demo
+    course_dir = tmp_path / "course"
+    shutil.copytree(out / "course", course_dir)
+    course.write_config(course_dir)  # the copy's own root
+    monkeypatch.setattr(course.sandbox, "available", lambda: False)
+    with pytest.raises(course.sandbox.SandboxUnavailable, match="--no-sandbox"):
+        course.autograde(course_dir)
+    course.autograde(course_dir, use_sandbox=False)
+    rows = {r["student"]: r for r in demo.grade_table(course_dir)}
+    assert rows["full"]["score"] == 5.0 and rows["untouched"]["score"] == 0.0
+    for student in rows:
+        results = json.loads(
+            (course_dir / "autograded" / student / "mini" / "results.json").read_text()
+        )
+        assert results["sandbox"] is False and "WITHOUT the sandbox" in results["output"]
