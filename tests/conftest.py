@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+collect_ignore = ["hostile"]  # submissions for tests/test_hostile.py, not test modules
 HEADER = """\
 ---
 jupyter:
