@@ -37,7 +37,9 @@ def _held_out() -> tuple[torch.Tensor, torch.Tensor]:
     labels = idx_to_array((raw / "t10k-labels-idx1-ubyte").read_bytes())
     if len(images) != 10_000:
         raise FileNotFoundError("the held-out test images are not in this data directory")
-    return torch.from_numpy(images[PUBLIC_TEST:].copy()), torch.from_numpy(labels[PUBLIC_TEST:].copy())
+    return torch.from_numpy(images[PUBLIC_TEST:].copy()), torch.from_numpy(
+        labels[PUBLIC_TEST:].copy()
+    )
 
 
 def public_copy(target: Path) -> Path:

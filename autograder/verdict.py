@@ -191,7 +191,9 @@ def judge_call(
 ) -> Verdict:
     """The verdict of call `index`; a hidden call's failure names no input or threshold."""
     try:
-        found = evidence.load(evidence_dir / spec.grade_id / f"{index}.pt", root=evidence_dir.parent)
+        found = evidence.load(
+            evidence_dir / spec.grade_id / f"{index}.pt", root=evidence_dir.parent
+        )
     except evidence.EvidenceError as exc:
         absent = "was not written" in str(exc)
         return Verdict(call, False, missing if absent else f"unusable evidence: {exc}")

@@ -456,15 +456,7 @@ def check_denoiser(
 
 def _bar(bar: str) -> float:
     """The threshold a test cell names: "public", or "hidden", known only to the grader."""
-    if bar == "public":
-        return PUBLIC_BAR
-    if bar != "hidden":
-        raise ValueError(f'bar should be "public" or "hidden", got {bar!r}')
-    try:
-        from autograder.hidden import autoencoders as hidden
-    except ImportError:  # a student's copy of the library has no hidden module
-        raise core.CheckFailed("the hidden bar is known only to the grader") from None
-    return hidden.HIDDEN_BAR
+    return core.named_bar(bar, PUBLIC_BAR, "autoencoders", "HIDDEN_BAR")
 
 
 def held_out_loss(model: program.Program) -> float:

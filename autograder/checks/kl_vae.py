@@ -736,13 +736,7 @@ def _call(fn: Callable, x: torch.Tensor) -> Any:
 
 def _max_loss(bar: str) -> float:
     """The bar a test cell names: `public` here, `hidden` in the grader's hidden module."""
-    if bar == "public":
-        return MAX_LOSS
-    if bar == "hidden":
-        from autograder.hidden import kl_vae as hidden  # the grader's process only
-
-        return hidden.MAX_LOSS
-    raise ValueError(f"unknown bar {bar!r}: 'public' or 'hidden'")
+    return core.named_bar(bar, MAX_LOSS, "kl_vae", "MAX_LOSS")
 
 
 @collect

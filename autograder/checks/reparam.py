@@ -97,7 +97,9 @@ def _judge_gradients(inputs: dict, found: dict) -> None:
     expect(found.get("tracked") is True, "z does not depend on mu and log_var through the graph")
     mu_grad = found.get("mu_grad")
     expect(
-        isinstance(mu_grad, torch.Tensor) and mu_grad.shape == g.shape and core.allclose(mu_grad, g),
+        isinstance(mu_grad, torch.Tensor)
+        and mu_grad.shape == g.shape
+        and core.allclose(mu_grad, g),
         "dz/dmu should be 1 everywhere",
     )
     log_var_grad = found.get("log_var_grad")
