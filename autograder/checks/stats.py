@@ -47,3 +47,15 @@ def expect_uncorrelated(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
     r = (a * b).mean()
     # for independent unit-variance a, b: sd of mean(a*b) is 1/sqrt(n); false failure P_ONE
     expect(abs(r) <= C / math.sqrt(a.numel()), f"{what}: correlation {r:.4f}, expected 0")
+
+
+# Power: a statistic with standard error sd, tested at C sd, is caught with probability >= 0.999
+# when its true shift is at least (C + Z_POWER) sd, Z_POWER = Phi^-1(0.999). Every statistical
+# assertion states this smallest detectable effect beside its false-failure bound (issue 10).
+Z_POWER = 3.0902
+
+
+def detectable(sd: float) -> float:
+    """The smallest shift of a statistic with standard error `sd` that a C-sd test detects with
+    probability at least 0.999: (C + Z_POWER) * sd = 8.59 sd."""
+    return (C + Z_POWER) * sd
