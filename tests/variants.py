@@ -64,7 +64,7 @@ def test_cells(lab: str) -> dict[str, tuple[Statement, ...]]:
     source (hidden tests included)."""
     parsed = template.read_template(ROOT / "labs" / f"{lab}.md")
     rendered = views.render(parsed, "nbgrader")
-    locked = [out.source for cell, out in zip(parsed.cells, rendered) if cell.locked]
+    locked = [out.source for cell, out in zip(parsed.cells, rendered, strict=True) if cell.locked]
     modules = verdict.checks_modules(locked)
     cells = {}
     for cell, out in zip(parsed.cells, rendered, strict=True):
@@ -187,4 +187,6 @@ class Catalogue:
             for item, n in self.counts().items()
             if n[0] < MIN_MISTAKES or n[1] < MIN_CORRECT
         }
-        assert not short, f"items with fewer than {MIN_MISTAKES} mistakes or {MIN_CORRECT} correct: {short}"
+        assert not short, (
+            f"items with fewer than {MIN_MISTAKES} mistakes or {MIN_CORRECT} correct: {short}"
+        )
