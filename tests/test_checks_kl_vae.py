@@ -1,6 +1,7 @@
 """Tests of the checks of lab 02-kl-vae, applied directly (no notebook): the reference passes,
 each wrong implementation of the issue fails, statistical checks pass under 200 seeds."""
 
+import copy
 import math
 import re
 from collections.abc import Callable
@@ -340,6 +341,56 @@ def test_failure_messages_name_the_mistake() -> None:
         checks.check_vae_methods(EncodeTracksGradients, CPU)
     with pytest.raises(CheckFailed, match=r"\(5\) should be 0, got 0.1"):
         checks.check_kl_weight_manager(WeightOneEpochEarly)
+    with pytest.raises(CheckFailed, match="depends only on the epoch"):
+        checks.check_kl_weight_manager(CountsCalls)
+    with pytest.raises(CheckFailed, match=r"graph was built \(.detach\(\) only drops it"):
+        checks.check_vae_methods(ReconstructDetaches, CPU)
+    with pytest.raises(CheckFailed, match="come close to 0 for some codes and to 1 for others"):
+        checks.check_encoder_decoder(Encoder(), nn.Sequential(decoder(), nn.Sigmoid()))
+    with pytest.raises(CheckFailed, match="separate heads"):
+        checks.check_encoder_decoder(SameHeadsEncoder(), decoder())
+    with pytest.raises(CheckFailed, match=r"head has 256 weights of its own"):
+        checks.check_encoder_decoder(SharedHiddenLayer(), decoder())
+    with pytest.raises(CheckFailed, match="the decoder has 217600 weights"):
+        checks.check_encoder_decoder(Encoder(), nn.Sequential(nn.Linear(8, 64), *decoder()[3:]))
+    with pytest.raises(CheckFailed, match="mu is an affine function of x"):
+        checks.check_encoder_decoder(Unactivated(), decoder())
+
+
+class CountsCalls(KLWeightManager):
+    """Counts its calls instead of reading the epoch."""
+
+    calls = 0
+
+    def __call__(self, epoch: int) -> float:
+        self.calls += 1
+        return super().__call__(self.calls - 1)
+
+
+class ReconstructDetaches(VAE):
+    def reconstruct(self, z: Tensor) -> Tensor:
+        return self.decoder(z).detach()
+
+
+class SameHeadsEncoder(Encoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_var = self.mu
+
+
+class SharedHiddenLayer(Encoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_var[0] = self.mu[0]
+
+
+class Unactivated(Encoder):
+    def __init__(self) -> None:
+        super().__init__()
+        for layers in (self.body, self.mu, self.log_var):
+            for i, layer in enumerate(layers):
+                if isinstance(layer, nn.LeakyReLU):
+                    layers[i] = nn.Identity()
 
 
 class UnfinishedVAE(VAE):
@@ -511,11 +562,17 @@ def test_forged_encoder_decoder_programs_fail() -> None:
         "decoder squashes only moderate codes": {"decoder": export(SquashesModerate(), z)},
         "a decoder program read from elsewhere": {"decoder": {"format": "pickle"}},
         "no encoder": {"encoder": None},
+        "an encoder that passes pixels on as mu and log_var": {"encoder": export(InputHeads(), x)},
+        "decoder with a softmax over the pixels": {
+            "decoder": export(nn.Sequential(decoder(False), nn.Softmax(1)), z)
+        },
     }
     for name, change in forged.items():
         assert not judged(check, inputs, {**found, **change}), name
-    # a linear encoder's heads are unconstrained: only the behaviour is judged
-    assert judged(check, inputs, {**found, "encoder": export(InputHeads(), x)})
+    # heads that start equal but have their own weights are separate heads
+    copied = Encoder()
+    copied.log_var = copy.deepcopy(copied.mu)
+    assert judged(check, inputs, {**found, "encoder": export(copied, x)})
 
 
 def test_the_lab_test_cells_are_check_calls_only() -> None:
