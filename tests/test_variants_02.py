@@ -141,6 +141,13 @@ def _kl_torch_variance_scale(mu_q, sigma_q, mu_p, sigma_p):
     return kl_divergence(Normal(mu_q, sigma_q**2), Normal(mu_p, sigma_p**2))
 
 
+@kl_normal_answer("a Monte-Carlo estimate of E_q[log q(x) - log p(x)] instead of the closed form")
+def _kl_monte_carlo(mu_q, sigma_q, mu_p, sigma_p):
+    q, p = Normal(mu_q, sigma_q), Normal(mu_p, sigma_p)
+    x = q.sample((200,))
+    return (q.log_prob(x) - p.log_prob(x)).mean(0)
+
+
 # ---------------------------------------------------------------- reparameterize
 
 
@@ -703,6 +710,19 @@ def _kld_mean_times_size(mu, log_var):
     return 0.5 * (mu**2 + torch.exp(log_var) - 1 - log_var).mean() * mu.shape[-1]
 
 
+@kl_answer(
+    "1/2 (mu^2 + exp(log_var) - 1 - log_var) summed over everything, divided by len(mu)",
+    correct=True,
+)
+def _kld_sum_over_len(mu, log_var):
+    return 0.5 * (mu**2 + torch.exp(log_var) - 1 - log_var).sum() / len(mu)
+
+
+@kl_answer("averaged over the batch first, then summed over the dimensions", correct=True)
+def _kld_mean_then_sum(mu, log_var):
+    return (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp())).mean(0).sum()
+
+
 class KLModule(nn.Module):
     """An nn.Module with forward; sigma^2 computed as exp(log_var / 2)^2."""
 
@@ -771,6 +791,12 @@ def _kld_axes_swapped(mu, log_var):
     return -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(dim=0).mean()
 
 
+@kl_answer("adds 1e-8 inside a log of the variance 'for stability'")
+def _kld_log_epsilon(mu, log_var):
+    var = log_var.exp()
+    return -0.5 * (1 + torch.log(var + 1e-8) - mu.pow(2) - var).sum(dim=1).mean()
+
+
 # ---------------------------------------------------------------- kl-weight-manager
 
 
@@ -829,6 +855,21 @@ def _weight_cached(self, epoch):
     if epoch not in cache:
         cache[epoch] = KLWeightManager.__call__(self, epoch)
     return cache[epoch]
+
+
+@schedule(
+    "epoch <= warm_up_rounds for the warm-up (the same weights: 0 at warm_up_rounds)", correct=True
+)
+def _weight_less_equal(self, epoch):
+    if epoch <= self.warm_up_rounds:
+        return 0.0
+    return min(1.0, (epoch - self.warm_up_rounds) / self.annealing_rounds)
+
+
+@schedule("np.interp(epoch, [warm_up, warm_up + annealing], [0, 1])", correct=True)
+def _weight_interp(self, epoch):
+    ends = [self.warm_up_rounds, self.warm_up_rounds + self.annealing_rounds]
+    return float(np.interp(epoch, ends, [0.0, 1.0]))
 
 
 @schedule("counts epochs from 1: every weight one epoch early")
@@ -985,6 +1026,13 @@ def _path_squared(x, y, steps):
 def _path_late_start(x, y, steps):
     t = column(torch.arange(1, steps + 1, device=x.device) / steps, x)
     return (1 - t) * x + t * y
+
+
+@path_answer("spherical interpolation (slerp) instead of a straight line")
+def _path_slerp(x, y, steps):
+    t = column(torch.linspace(0, 1, steps, device=x.device), x)
+    omega = torch.acos((x * y).sum() / (x.norm() * y.norm()))
+    return (torch.sin((1 - t) * omega) * x + torch.sin(t * omega) * y) / torch.sin(omega)
 
 
 @path_answer("the points along the last dimension: shape (*x.shape, steps)")
