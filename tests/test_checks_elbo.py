@@ -1,9 +1,11 @@
 """The checks of lab 04-elbo-estimators, applied directly (no notebook execution).
 
 The reference implementations are the lab's own: the solution view's cells that define them run
-in a fresh namespace. Every wrong implementation the issue lists fails at least one check, the
-statistical checks pass the reference under 200 seeds, and forged evidence (outputs computed on
-other inputs, constant or memorised outputs, a model that returns its input) fails the judges.
+in a fresh namespace. Wrong implementations fail the checks with the messages they name, and
+forged evidence (outputs computed on other inputs, constant or memorised outputs, a model that
+returns its input) fails the judges. The written list of mistakes and correct variants of every
+graded item, the statistical checks under 300 grading secrets and the lab's trained models
+against the hidden bars are tests/test_variants_04.py's.
 """
 
 import math
@@ -39,7 +41,6 @@ DEFINITIONS = {
     "traverse",
     "show_row",
 }
-SEEDS = range(200)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -88,15 +89,6 @@ def test_reference_passes_every_check(lab) -> None:
     checks.check_encoder_decoder(lab["make_encoder"](), lab["make_decoder"]())
     checks.check_mix_images(lab["mix_images"])
     checks.check_traverse(lab["traverse"])
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_statistical_checks_pass_the_reference_under_many_seeds(lab, seed: int) -> None:
-    # Full size: check_mc_latent_loss (1 assertion, <= 5e-8) and the shared sampler checks of
-    # reparam (15 assertions, <= 5.7e-7) through the adapters for forward and generate_similar.
-    checks.check_mc_latent_loss(lab["mc_latent_loss"], seed=seed)
-    checks.check_reparameterization(checks.forward_sampler(lab["VAE"]), seed=seed)
-    checks.check_reparameterization(checks.similar_sampler(lab["VAE"]), seed=seed)
 
 
 def test_checks_print_passed_on_stdout(lab, capsys) -> None:
@@ -330,14 +322,6 @@ def test_vae_gradients_catch_a_detached_sample(lab) -> None:
     checks.check_vae_forward(vae)  # the values are right
     checks.check_reparameterization(checks.forward_sampler(vae))
     fails(checks.check_reparameterization_gradients, checks.forward_sampler(vae))
-
-
-def test_encoder_decoder_catches_a_wrong_architecture(lab) -> None:
-    encoder = lab["make_encoder"]()
-    encoder[0] = nn.Conv2d(1, 16, 3, stride=2, padding=1)  # 3x3 kernel
-    assert "Conv2d" in fails(checks.check_encoder_decoder, encoder, lab["make_decoder"]())
-    decoder = lab["make_decoder"]()[:-1]  # no Sigmoid: pixels outside [0, 1]
-    fails(checks.check_encoder_decoder, lab["make_encoder"](), decoder)
 
 
 # ---------------------------------------------------------------- the widget callbacks
@@ -707,36 +691,6 @@ def test_trained_check_fails_early_in_the_kernel(lab) -> None:
     assert "loss='kl'" in fails(checks.check_trained_vae, vae, x, estimator="kl")
     assert "x_test should be" in fails(checks.check_trained_vae, vae, x[:, :, 2:-2, 2:-2])
     assert "x_test should be" in fails(checks.check_trained_vae, vae, x.flatten(1))
-
-
-@pytest.mark.data
-@pytest.mark.slow
-def test_reference_training_clears_the_hidden_bars(lab) -> None:
-    """The lab's two runs (its seeds, 2500 steps each): minutes on one CPU core."""
-    from torchvision.datasets import MNIST
-
-    from autograder.data import data_dir
-    from autograder.hidden import elbo as hidden
-
-    namespace = dict(lab)
-    for cell in render(read_template(LAB), "solution"):
-        if cell.kind == "code" and first_definition(cell.source) == "shuffled_batches":
-            exec(compile(cell.source, str(LAB), "exec"), namespace)
-    x_train = checks.pad_images(MNIST(data_dir(), train=True).data.float().div(255))
-    for loss in ("kl", "mc"):
-        torch.manual_seed(1)
-        model = lab["VAE"](lab["make_encoder"](), lab["make_decoder"](), loss=loss)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        batches = namespace["shuffled_batches"](len(x_train), 32, 0)
-        for _ in range(2500):
-            x = x_train[next(batches)]
-            x_hat, latent = model(x)
-            reconstruction = 0.5 * (x_hat - x).pow(2).sum((1, 2, 3)).mean()
-            optimizer.zero_grad()
-            (reconstruction + latent).backward()
-            optimizer.step()
-        assert hidden.HIDDEN_MAX_LOSS[loss] < checks.PUBLIC_MAX_LOSS[loss]
-        checks.check_trained_vae(model, x_train[:64], estimator=loss, bar="hidden")
 
 
 # ---------------------------------------------------------------- the grader's view of the lab
