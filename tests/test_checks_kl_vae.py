@@ -355,6 +355,10 @@ def test_failure_messages_name_the_mistake() -> None:
         checks.check_encoder_decoder(Encoder(), nn.Sequential(nn.Linear(8, 64), *decoder()[3:]))
     with pytest.raises(CheckFailed, match="mu is an affine function of x"):
         checks.check_encoder_decoder(Unactivated(), decoder())
+    with pytest.raises(CheckFailed, match=r"for mu_q = .* it should be -?[0-9.]+, got"):
+        checks.check_kl_normal(kl_normal_no_half)
+    with pytest.raises(CheckFailed, match="should end at y, but its last point is off by"):
+        checks.check_interpolate_linear(interpolate_misses_end, CPU)
 
 
 class CountsCalls(KLWeightManager):

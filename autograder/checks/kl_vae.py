@@ -145,9 +145,18 @@ def _judge_kl_normal(inputs: dict, found: dict) -> None:
         not _allclose(got, swapped, 1e-6, 1e-6),
         "kl_normal computes KL(p || q): the expectation is over q, the first distribution",
     )
-    expect(_allclose(got, want, 1e-6, 1e-6), DISAGREES)
+    if not _allclose(got, want, 1e-6, 1e-6):
+        i = int((got.double() - want).abs().argmax())
+        raise CheckFailed(
+            f"{DISAGREES}: for mu_q = {mu_q[i]:.4f}, sigma_q = {sigma_q[i]:.4f}, mu_p = "
+            f"{mu_p[i]:.4f}, sigma_p = {sigma_p[i]:.4f} it should be {want[i]:.6f}, got "
+            f"{got[i].item():.6f}"
+        )
     same = _kl_normal_result(found, "same")
-    expect(_allclose(same, torch.zeros_like(mu_q), 0, 1e-9), "KL(q || q) should be 0")
+    expect(
+        _allclose(same, torch.zeros_like(mu_q), 0, 1e-9),
+        f"KL(q || q) should be 0, got values up to {same.abs().max().item():.3g}",
+    )
 
 
 @collect
@@ -181,13 +190,12 @@ def _judge_kl_normal_properties(inputs: dict, found: dict) -> None:
     moved = _kl_normal_result(found, "moved")
     expect(bool((moved > 0).all()), "KL of two different normals should be > 0")
     # the values themselves, so that evidence of made-up non-negative numbers cannot pass
-    expect(
-        _allclose(got, _kl_normal_reference(mu_q, sigma_q, mu_p, sigma_p), 1e-6, 1e-6), DISAGREES
-    )
-    expect(
-        _allclose(moved, _kl_normal_reference(mu_q, sigma_q, mu_q + 0.1, sigma_q), 1e-6, 1e-9),
-        DISAGREES,
-    )
+    for values, want, atol in (
+        (got, _kl_normal_reference(mu_q, sigma_q, mu_p, sigma_p), 1e-6),
+        (moved, _kl_normal_reference(mu_q, sigma_q, mu_q + 0.1, sigma_q), 1e-9),
+    ):
+        off = ((values.double() - want).abs() / want.abs().clamp(min=1e-12)).max().item()
+        expect(_allclose(values, want, 1e-6, atol), f"{DISAGREES} (off by up to {off:.2g} of it)")
 
 
 # ---------------------------------------------------------------- KLDivergence
@@ -278,9 +286,12 @@ def _kl_details_inputs() -> dict:
 def _judge_kl_details(inputs: dict, found: dict) -> None:
     mu, log_var = inputs["mu"], inputs["log_var"]
     got = _expect_scalar(found, "value", "KLDivergence()(mu, log_var)")
+    want = _kl_reference(mu, log_var)
+    off = abs(got.double().item() / want.item() - 1)
     expect(
-        _allclose(got, _kl_reference(mu, log_var), 1e-9, 1e-9),
-        "KL of a random float64 batch disagrees with torch.distributions.kl_divergence",
+        _allclose(got, want, 1e-9, 1e-9),
+        f"KL of a random float64 batch disagrees with torch.distributions.kl_divergence by "
+        f"{off:.2g} of its value (compute in the dtype of mu and log_var)",
     )
     expect(
         found.get("tracked") is True,
@@ -592,7 +603,10 @@ def _encoded(prog: program.Program, x: torch.Tensor, what: str = "encoder(x)") -
 def _expect_unconstrained(name: str, near: torch.Tensor, far: torch.Tensor) -> None:
     """The head `name` takes large values of both signs, in proportion, on wide inputs."""
     hint = "mu and log_var take any real value, so end each head with a Linear layer"
-    expect(core.isfinite(far).all().item(), f"the {name} head returns NaN or inf on large inputs")
+    expect(
+        core.isfinite(far).all().item(),
+        f"the {name} head returns NaN or inf on large inputs (an exp at its end?): {hint}",
+    )
     high, low = far.max().item(), (-far).max().item()  # the largest output and -(the smallest)
     wide = f"even for inputs {WIDE:g} times larger than N(0, I)"
     expect(
@@ -672,7 +686,8 @@ def _judge_encoder_decoder(inputs: dict, found: dict) -> None:
         expect_shape(x_hat, (len(codes), PIXELS), what)
         expect(
             bool(((x_hat >= 0) & (x_hat <= 1)).all()),
-            f"{what} should be in [0, 1]: end in Sigmoid",
+            f"{what} should be in [0, 1], got values from {x_hat.min().item():.3g} to "
+            f"{x_hat.max().item():.3g}: end in Sigmoid",
         )
     reach = ((x_hat.amin(0) <= EDGE) & (x_hat.amax(0) >= 1 - EDGE)).double().mean().item()
     expect(
@@ -890,12 +905,19 @@ def _judge_interpolate_linear(inputs: dict, found: dict) -> None:
         expect_shape(path, (steps, *shape), f"interpolate_linear(x, y, {steps}) for x of {shape}")
         path, x, y = path.double(), x.double(), y.double()
         tolerance = PATH_ULPS * EPS32 * (x.abs() + y.abs())
-        expect(bool(((path[0] - x).abs() <= tolerance).all()), "the path should start at x")
-        expect(bool(((path[-1] - y).abs() <= tolerance).all()), "the path should end at y")
+        for point, end, name in ((path[0], x, "start at x"), (path[-1], y, "end at y")):
+            off = (point - end).abs()
+            expect(
+                bool((off <= tolerance).all()),
+                f"the path of {steps} points should {name}, but its "
+                f"{'first' if end is x else 'last'} point is off by up to {off.max().item():.3g}",
+            )
         step = (y - x) / (steps - 1)
+        off = (path.diff(dim=0) - step).abs()
         expect(
-            bool(((path.diff(dim=0) - step).abs() <= 2 * tolerance).all()),
-            "the points should be equally spaced: x + t (y - x) for t = 0, 1/(steps-1), ..., 1",
+            bool((off <= 2 * tolerance).all()),
+            "the points should be equally spaced: x + t (y - x) for t = 0, 1/(steps-1), ..., 1; "
+            f"a step of the path differs from (y - x) / (steps - 1) by {off.max().item():.3g}",
         )
 
 
