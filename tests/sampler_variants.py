@@ -151,9 +151,17 @@ MISTAKES: list[tuple[str, Sampler, bool]] = [
 ]
 
 
-def register(catalogue, item: str, names_for: Callable[[Sampler], dict]) -> None:
-    """Add the shared samplers to `catalogue` for `item`; statistical ones run under 300 secrets."""
+def register(
+    catalogue, item: str, names_for: Callable[[Sampler], dict], power: bool = False
+) -> None:
+    """Add the shared samplers to `catalogue` for `item`. With `power`, the statistical ones
+    run under 300 secrets: one lab does (02, whose item is the sampler alone); every lab
+    sharing the check runs each sampler once, which shows its wrapper reaches the check."""
     for why, sampler, statistical in CORRECT:
-        catalogue.correct(item, why, statistical=statistical)(lambda s=sampler: names_for(s))
+        catalogue.correct(item, why, statistical=statistical and power)(
+            lambda s=sampler: names_for(s)
+        )
     for why, sampler, statistical in MISTAKES:
-        catalogue.mistake(item, why, statistical=statistical)(lambda s=sampler: names_for(s))
+        catalogue.mistake(item, why, statistical=statistical and power)(
+            lambda s=sampler: names_for(s)
+        )

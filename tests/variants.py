@@ -93,9 +93,9 @@ def checks_namespace(lab: str) -> dict[str, Any]:
     return {"checks": module, "torch": torch, "nn": nn}
 
 
-def failures(lab: str, variant: Variant, secret: bytes) -> list[str]:
+def failures(lab: str, variant: Variant, secret: bytes, first_only: bool = False) -> list[str]:
     """Run the item's check calls on the variant's names under `secret`: the failure messages
-    (empty when the item passes)."""
+    (empty when the item passes); with `first_only`, stop at the first failing call."""
     names = {**checks_namespace(lab), **variant.names()}
     messages = []
     for index, statement in enumerate(test_cells(lab)[variant.item]):
@@ -114,6 +114,8 @@ def failures(lab: str, variant: Variant, secret: bytes) -> list[str]:
             messages.append(f"{label}: {exc}")
         except Exception as exc:  # the grader counts a judge's crash as a failure; so do we
             messages.append(f"{label}: the evidence could not be judged ({exc!r})")
+        if first_only and messages:
+            break
     return messages
 
 
@@ -168,7 +170,11 @@ class Catalogue:
 
     def caught(self, variant: Variant, seeds: int = POWER_SEEDS) -> int:
         """Under how many of `seeds` secrets the variant loses its item."""
-        return sum(bool(failures(self.lab, variant, secret(n))) for n in range(seeds))
+        # a mistake has lost its item at its first failing call: the rest need not run
+        first = not variant.correct
+        return sum(
+            bool(failures(self.lab, variant, secret(n), first_only=first)) for n in range(seeds)
+        )
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """(mistakes, correct variants) per graded item, every item of the lab listed."""
