@@ -184,7 +184,7 @@ def sampler_names(sampler) -> dict:
     return {"VAE": vae, "device": CPU}
 
 
-sampler_variants.register(cat, "reparameterize", sampler_names)  # the shared samplers
+sampler_variants.register(cat, "reparameterize", sampler_names, power=True)  # shared samplers
 
 
 # lab-specific: this lab's sampler is a method of the VAE, which also knows its device
