@@ -1,6 +1,10 @@
 # ruff: noqa: F821, F841
 # The partly correct submission of labs/01-autoencoders.md for the demo: every answer cell holds
-# the reference solution except these two, which hold typical mistakes.
+# the reference solution except these two, which hold typical mistakes. The noise forgets its
+# mean: at mean 0, as in the visible test and in training, it is the reference's, so only the
+# hidden test (mean 0.05) fails it, and the denoiser trains exactly as the reference's does and
+# clears both of its bars whatever the grading secret. Expected: 9 of the 15 automatic points
+# (AE 2, CAE 2, denoiser 3 + 2; AddGaussianNoise and DAE 0).
 
 # %% answer-AddGaussianNoise
 class AddGaussianNoise:
@@ -9,8 +13,8 @@ class AddGaussianNoise:
         self.std = std
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # forgot to clip back into [0, 1]
-        return x + self.mean + self.std * torch.randn_like(x)
+        # forgot the mean: standard deviation std around x, whatever mean says
+        return (x + self.std * torch.randn_like(x)).clamp(0, 1)
 
 # %% answer-DAE
 class DAE(nn.Module):

@@ -34,7 +34,7 @@ def test_reference_passes_every_check(capsys):
 
 WRONG = [
     (checks.check_ae, lab.AENoSigmoid, "sigmoid"),
-    (checks.check_ae, lab.AEWideCode, "Linear layers"),
+    (checks.check_ae, lab.AEWideCode, "linear layers 784 -> 128, 128 -> 64, got 784 -> 256"),
     (checks.check_ae, lab.AEDoubleSigmoid, "self.decoder(self.encoder(x))"),
     (checks.check_add_gaussian_noise, lab.NoiseUniform, "Gaussian noise"),
     (checks.check_add_gaussian_noise, lab.NoiseSharedAcrossBatch, "two images of a batch"),
@@ -44,7 +44,7 @@ WRONG = [
     (checks.check_add_gaussian_noise, lab.NoiseIgnoresStd, "should return x"),
     (checks.check_add_gaussian_noise, lab.NoiseStd2, "Gaussian noise"),
     (checks.check_add_gaussian_noise, lab.NoiseFrozen, "fresh noise"),
-    (checks.check_dae, lab.DAENotScaled, "should return x"),
+    (checks.check_dae, lab.DAENotScaled, "variance"),
     (checks.check_dae, lab.DAEUniform, "beyond 2 sd"),
     (checks.check_dae, lab.DAESharedAcrossBatch, "two images of a batch"),
     (checks.check_dae, lab.DAECleanInput, "fresh noise"),
@@ -52,7 +52,7 @@ WRONG = [
     (checks.check_dae, lab.DAEInPlace, "input batch changed"),
     (checks.check_dae, lab.DAEClipped, "noise of two calls"),
     (checks.check_dae, lab.DAENotRegistered, "submodule"),
-    (checks.check_cae, lab.CAE26, "shape"),
+    (checks.check_cae, lab.CAE26, "self.decoder(self.encoder(x))"),
     (checks.check_cae, lab.CAETwoChannels, "shape"),
     (checks.check_cae, lab.CAENoSigmoid, "expected [0, 1]"),
     (checks.check_cae, lab.CAEWide, "parameters"),
@@ -207,13 +207,16 @@ class ReturnsInputAfter(ReturnsInput):
 
 
 class Constant(nn.Module):
-    """Holds the parameters of `like` and returns a constant image."""
+    """Holds the parameters of `like` and returns a constant image (of like's output shape,
+    after running `like` on its input, if `runs`)."""
 
-    def __init__(self, like: nn.Module, value: float = 0.5):
+    def __init__(self, like: nn.Module, value: float = 0.5, runs: bool = False):
         super().__init__()
-        self.like, self.value = like, value
+        self.like, self.value, self.runs = like, value, runs
 
     def forward(self, x):
+        if self.runs:
+            return 0 * self.like(x) + self.value
         return torch.full_like(x, self.value)
 
 
@@ -229,27 +232,37 @@ def test_honest_evidence_of_the_references_passes_the_judges():
 
 
 def test_forged_autoencoders_fail():
+    inputs, honest = collected(checks.check_ae, lab.AE)
+    check = checks.check_ae
+    check.verdict(inputs, honest, {}, FORGERY_SEED)
     ae = lab.AE()
-    honest = {
-        "model": exported(ae, 4, 784),
-        "encoder": exported(ae.encoder, 4, 784),
-        "decoder": exported(ae.decoder, 4, 64),
-    }
-    judged(checks.check_ae, honest)
     forgeries = {
-        "returns its input": ({"model": exported(ReturnsInput(ae), 4, 784)}, "large inputs"),
-        "plain identity": ({"model": exported(nn.Identity(), 4, 784)}, "Linear layers"),
-        "constant output": (
-            {"model": exported(Constant(ae), 4, 784)},
+        "an encoder that returns its input": (
+            {"encoder": exported(ReturnsInput(ae.encoder), 4, 784)},
+            "encoder should have linear layers 784 -> 128, 128 -> 64, got none",
+        ),
+        "a plain identity": ({"encoder": exported(nn.Identity(), 4, 784)}, "got none"),
+        "the decoder given as the encoder": (
+            {"encoder": exported(ae.decoder, 4, 64)},
+            "encoder should have linear layers",
+        ),
+        "a decoder that runs its layers, then returns a constant, and a matching output": (
+            {
+                "decoder": exported(Constant(ae.decoder, 0.5, runs=True), 4, 64),
+                "output": torch.full((32, 784), 0.5),
+            },
+            r"differs from Linear\(64, 128\), ReLU, Linear\(128, 784\), Sigmoid",
+        ),
+        "the model's output on other inputs": (
+            {"output": ae(torch.rand(32, 784))},
             r"self\.decoder\(self\.encoder",
         ),
         "no decoder": ({"decoder": None}, "valid program"),
-        "outputs, not a program": ({"model": ae(torch.rand(32, 784))}, "valid program"),
-        "code of a wrong size": ({"encoder": exported(ae.decoder, 4, 64)}, r"encoder\(x\)"),
+        "outputs, not a program": ({"encoder": ae.encoder(torch.rand(32, 784))}, "valid program"),
     }
     for changes, says in forgeries.values():
         with pytest.raises(CheckFailed, match=says):
-            judged(checks.check_ae, {**honest, **changes})
+            check.verdict(inputs, {**honest, **changes}, {}, FORGERY_SEED)
 
 
 def test_forged_noise_fails():
@@ -279,15 +292,14 @@ def test_forged_dae_outputs_fail():
     inputs, honest = collected(checks.check_dae, lab.DAE)
     elsewhere = torch.rand(checks.BATCH, 784)  # inputs the forger drew itself
     honest_elsewhere = {
-        "zero": elsewhere,
         "default": elsewhere + 0.5 * torch.randn_like(elsewhere),
         "first": 2 * (elsewhere + 0.3 * torch.randn_like(elsewhere)),
         "second": 2 * (elsewhere + 0.3 * torch.randn_like(elsewhere)),
     }
-    with pytest.raises(CheckFailed, match="should return x"):
+    with pytest.raises(CheckFailed, match="correlation|variance|mean"):
         judged(checks.check_dae, {**honest, **honest_elsewhere})
-    with pytest.raises(CheckFailed, match="correlation|variance|mean"):  # zero is right alone
-        judged(checks.check_dae, {**honest, **honest_elsewhere, "zero": inputs["x"]})
+    with pytest.raises(CheckFailed, match="correlation|variance|mean"):  # one of them is right
+        judged(checks.check_dae, {**honest, **honest_elsewhere, "default": honest["default"]})
     with pytest.raises(CheckFailed, match="submodule"):
         judged(checks.check_dae, {**honest, "parameters": "6"})
     with pytest.raises(CheckFailed, match="changed"):
@@ -295,16 +307,32 @@ def test_forged_dae_outputs_fail():
 
 
 def test_forged_cae_fails():
+    inputs, honest = collected(checks.check_cae, lab.CAE)
+    check = checks.check_cae
+    check.verdict(inputs, honest, {}, FORGERY_SEED)
     cae = lab.CAE()
-    judged(checks.check_cae, {"model": exported(cae, 4, 1, 28, 28)})
-    with pytest.raises(CheckFailed, match="filters"):  # the layers are there, but never run
-        judged(checks.check_cae, {"model": exported(ReturnsInput(cae), 4, 1, 28, 28)})
-    with pytest.raises(CheckFailed, match=r"\[0, 1\]"):  # runs the layers, returns its input
-        judged(checks.check_cae, {"model": exported(ReturnsInputAfter(cae), 4, 1, 28, 28)})
-    with pytest.raises(CheckFailed, match="filters"):
-        judged(checks.check_cae, {"model": exported(nn.Identity(), 4, 1, 28, 28)})
-    with pytest.raises(CheckFailed, match="valid program"):
-        judged(checks.check_cae, {"model": cae(torch.rand(16, 1, 28, 28))})
+    forgeries = {
+        "an encoder that holds the layers but never runs them": (
+            {"encoder": exported(ReturnsInput(cae.encoder), 4, 1, 28, 28)},
+            "filters",
+        ),
+        "a plain identity": ({"encoder": exported(nn.Identity(), 4, 1, 28, 28)}, "filters"),
+        "a decoder that runs its layers, then returns a constant, and a matching output": (
+            {
+                "decoder": exported(Constant(cae.decoder, 0.5, runs=True), 4, 64, 3, 3),
+                "output": torch.full((16, 1, 28, 28), 0.5),
+            },
+            "decoder differs from its transposed convolutions",
+        ),
+        "the model's output on other inputs": (
+            {"output": cae(torch.rand(16, 1, 28, 28))},
+            r"self\.decoder\(self\.encoder",
+        ),
+        "outputs, not a program": ({"decoder": cae(torch.rand(16, 1, 28, 28))}, "valid program"),
+    }
+    for changes, says in forgeries.values():
+        with pytest.raises(CheckFailed, match=says):
+            check.verdict(inputs, {**honest, **changes}, {}, FORGERY_SEED)
 
 
 @pytest.mark.data
@@ -375,7 +403,8 @@ def test_untrained_denoiser_fails_and_identity_fails(mnist_test):
     # the noisy image itself: the loss the lab's question 1 quotes, "about 36.5"
     with pytest.raises(CheckFailed, match=r"test loss 36\.[3-7]\d .*expected below 20"):
         checks.check_denoiser(torch.nn.Identity(), mnist_test)
-    with pytest.raises(CheckFailed, match="test loss 36"):
+    # the hidden bar is not in the message: the feedback would reveal it
+    with pytest.raises(CheckFailed, match=r"test loss 36\.\d+ .*expected below the hidden bar:"):
         checks.check_denoiser(torch.nn.Identity(), mnist_test, bar="hidden")
 
 
