@@ -4,6 +4,7 @@ The reference answers are executed from the solution view of labs/03-conv-vae.md
 tests follow the lab as it changes.
 """
 
+import copy
 import functools
 import math
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch import nn
 
 from autograder import sandbox, verdict
 from autograder.checks import conv_vae as checks
-from autograder.checks import evidence
+from autograder.checks import evidence, stats
 from autograder.checks.core import CheckFailed
 from autograder.checks.program import export_program, load_program
 from autograder.template import read_template
@@ -23,7 +24,6 @@ from autograder.views import render
 
 LAB = Path(__file__).resolve().parent.parent / "labs" / "03-conv-vae.md"
 ANSWERS = ("vae_loss", "ConvVAE", "linear_interpolation", "latent_linear_interpolation")
-SEEDS = range(200)
 
 
 @functools.cache
@@ -138,6 +138,10 @@ def _decoder_logits(self, z):
     return self.generator[:-1](z)
 
 
+def _decoder_clamped(self, z):  # probabilities near 0 and 1, but 0 (not 0.5) at zero parameters
+    return self.generator[:-1](z).clamp(0, 1)
+
+
 def _encoder_mean_in_eval(self, x):
     mu, log_var, z = ref("ConvVAE").encoder(self, x)
     return mu, log_var, z if self.training else mu
@@ -180,13 +184,12 @@ def test_reference_passes_every_check(capsys):
     checks.check_reparameterization(vae.reparameterize)
     checks.check_reparameterization_gradients(vae.reparameterize)
     checks.check_conv_vae(ref("ConvVAE"))
-    checks.check_conv_vae_sampling(ref("ConvVAE"))
     checks.check_linear_interpolation(ref("linear_interpolation"))
     checks.check_linear_interpolation_batches(ref("linear_interpolation"))
     checks.check_latent_linear_interpolation(ref("latent_linear_interpolation"))
     out, err = capsys.readouterr()
     assert err == ""  # nbgrader zeroes a test cell that writes to stderr
-    assert out.count("passed: ") == 9
+    assert out.count("passed: ") == 8
 
 
 def _encoder_reads_len(self, x):
@@ -204,8 +207,7 @@ def test_a_model_exported_with_a_fixed_batch_size_passes(monkeypatch):
     model = fixed().eval()
     x = torch.rand(8, 1, 28, 28)
     assert export_program(model.encoder, (x,))["batch"] == "static"
-    checks.check_conv_vae(fixed)
-    checks.check_conv_vae_sampling(fixed)  # the judge runs 4096 images in batches of 8
+    checks.check_conv_vae(fixed)  # the judge runs its 4096 sampling images in batches of 5
     images = torch.rand(1003, 1, 28, 28)  # not a multiple of 8: the last piece is padded
     monkeypatch.setattr(checks, "_mnist_test_images", lambda: images)
     monkeypatch.setattr(checks, "_held_out_images", lambda: images.clone())
@@ -280,8 +282,9 @@ WRONG_MODELS = [
     ("decoder_logits", {"decoder": _decoder_logits}, checks.check_conv_vae, "sigmoid"),
     ("encoder_two", {"encoder": _encoder_two}, checks.check_conv_vae, "(mu, log_var, z)"),
     ("forward_x_hat_only", {"forward": _forward_no_stats}, checks.check_conv_vae, "forward"),
-    ("z_is_mu_in_eval", {"encoder": _encoder_mean_in_eval}, checks.check_conv_vae_sampling, "z = mu"),
-    ("decoder_logits_zero", {"decoder": _decoder_logits}, checks.check_conv_vae_sampling, "0.5"),
+    ("z_is_mu_in_eval", {"encoder": _encoder_mean_in_eval}, checks.check_conv_vae, "z = mu"),
+    ("decoder_clamped_zero", {"decoder": _decoder_clamped}, checks.check_conv_vae, "0.5"),
+    ("sigma_is_variance", {"reparameterize": _sigma_is_variance}, checks.check_conv_vae, "variance"),
 ]  # fmt: skip
 
 
@@ -303,8 +306,8 @@ def test_activation_after_the_heads_fails():
             mu, log_var = F.leaky_relu(self.mu_head(h) + 1), F.leaky_relu(self.log_var_head(h) + 1)
             return mu, log_var, self.reparameterize(mu, log_var)
 
-    with pytest.raises(CheckFailed, match="mu and log_var should be 0"):
-        checks.check_conv_vae_sampling(LeakyHeads)
+    with pytest.raises(CheckFailed, match="mu should take any real value"):
+        checks.check_conv_vae(LeakyHeads)
 
 
 def test_fully_connected_model_fails():
@@ -348,7 +351,6 @@ def test_student_stubs_fail_with_a_message():
         lambda: checks.check_vae_loss(stub),
         lambda: checks.check_reparameterization(Stub().reparameterize),
         lambda: checks.check_conv_vae(Stub),
-        lambda: checks.check_conv_vae_sampling(Stub),
         lambda: checks.check_linear_interpolation(stub),
         lambda: checks.check_latent_linear_interpolation(stub),
     ):
@@ -468,29 +470,9 @@ def test_trained_check_scores_the_reference_model_on_the_held_out_images(monkeyp
 
 
 # ---------------------------------------------------------------------------------------------
-# statistical checks: no false failure of the reference under 200 seeds
-# (each check's bound is <= 5.7e-7, so 200 runs fail with probability <= 1.2e-4); the trained-model
-# check makes no statistical assertion (its bars are calibrated, see autograder.hidden.conv_vae)
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_reparameterization_stable(seed):
-    checks.check_reparameterization(ref("ConvVAE")().reparameterize, seed=seed)
-
-
-@functools.cache
-def tiny_sampling_evidence() -> dict:
-    """Tiny's exported encoder and decoder: the judge draws the samples, so one export serves
-    every seed (the programs do not depend on the inputs)."""
-    return evidence_of(checks.check_conv_vae_sampling, (Tiny,), 0)[1]
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_sampling_stable(seed):
-    # Tiny has the lab's sampler behind a cheap encoder: the statistics are those of the sampler,
-    # drawn by the judge under each seed on each seed's inputs.
-    check = checks.check_conv_vae_sampling
-    check.verdict(check.make_inputs(seed, {}), tiny_sampling_evidence(), {}, seed)
+# statistical checks: their false failures (300 secrets) and power are measured on the lab's
+# variants, tests/test_variants_03.py; the trained-model check makes no statistical assertion
+# (its bars are calibrated, see autograder.hidden.conv_vae)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,39 +557,54 @@ def with_programs(found: dict, latent: int, **parts) -> dict:
 def test_conv_vae_evidence_without_working_exports_fails():
     check = checks.check_conv_vae
     inputs, found = conv_vae_evidence()
-    check.verdict(inputs, found, {}, seed=5)
-    without = {k: v for k, v in found.items() if not k.startswith("encoder")}
+    check.verdict(inputs, copy.deepcopy(found), {}, seed=5)
+    without = {k: v for k, v in found.items() if k != "encoder"}
     with pytest.raises(CheckFailed, match="not exported"):
         check.verdict(inputs, without, {}, seed=5)
-    dense = export_parts(Tiny(2))  # the lab's interface without a convolution
+    dense = export_parts(Tiny(16))  # the lab's interface without a convolution
     with pytest.raises(CheckFailed, match="convolutional"):
-        check.verdict(inputs, with_programs(found, 2, **dense), {}, seed=5)
+        check.verdict(inputs, dict(found, encoder=dense["encoder"]), {}, seed=5)
     logits = export_parts(wrong_vae("Logits", decoder=_decoder_logits)(16))
     with pytest.raises(CheckFailed, match="sigmoid"):
-        check.verdict(inputs, with_programs(found, 16, decoder=logits["decoder"]), {}, seed=5)
-    swapped = with_programs(found, 16, encoder=found["decoder 16"], decoder=found["encoder 16"])
+        check.verdict(inputs, dict(copy.deepcopy(found), decoder=logits["decoder"]), {}, seed=5)
+    swapped = dict(found, encoder=found["decoder"], decoder=found["encoder"])
     with pytest.raises(CheckFailed):
-        check.verdict(inputs, swapped, {}, seed=5)
+        check.verdict(inputs, copy.deepcopy(swapped), {}, seed=5)
+    # an export of another model than the one the kernel ran: forward's mu is not the encoder's
+    other = export_parts(ref("ConvVAE")(16))
+    with pytest.raises(CheckFailed, match="forward"):
+        check.verdict(inputs, dict(copy.deepcopy(found), encoder=other["encoder"]), {}, seed=5)
     # the kernel's own outputs are judged as well: a forged record of the wrong shapes fails
     record = found["latent 2"]
     forged = dict(found, **{"latent 2": dict(record, far=record["far"][:, :, :14])})
     with pytest.raises(CheckFailed, match="decoder"):
-        check.verdict(inputs, forged, {}, seed=5)
+        check.verdict(inputs, copy.deepcopy(forged), {}, seed=5)
 
 
-def test_sampling_evidence_of_a_mean_encoder_fails():
-    check = checks.check_conv_vae_sampling
-    inputs = check.make_inputs(1, {})
-    check.verdict(inputs, tiny_sampling_evidence(), {}, seed=5)
-    mean = export_parts(Tiny(16, z_is_mu=True))  # z = mu in eval mode
+def test_conv_vae_evidence_of_a_mean_encoder_fails():
+    check = checks.check_conv_vae
+    mean = wrong_vae("Mean", encoder=_encoder_mean_in_eval)  # z = mu in eval mode
+    inputs, found = evidence_of(check, (mean,), seed=1)
     with pytest.raises(CheckFailed, match="z = mu"):
-        check.verdict(inputs, mean, {}, seed=5)
-    logits = export_parts(wrong_vae("Logits", decoder=_decoder_logits)(16))
-    forged = dict(tiny_sampling_evidence(), decoder=logits["decoder"])
-    with pytest.raises(CheckFailed, match="0.5"):
-        check.verdict(inputs, forged, {}, seed=5)
-    with pytest.raises(CheckFailed, match="not exported"):
-        check.verdict(inputs, {}, {}, seed=5)
+        check.verdict(inputs, found, {}, seed=5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sampling_images_spread_log_var_for_the_labs_model(seed):
+    # Power for the lab's own architecture (the variants' power tests use a small model): on the
+    # judge's sampling images a fresh ConvVAE's log_var spreads so far that a sampler with the
+    # variance for sigma moves a half's variance, exp(log_var) on average, 3 times past what the
+    # check detects at probability 0.999 (stats.detectable), whatever the initialisation.
+    torch.manual_seed(seed)
+    model = ref("ConvVAE")(16).eval()
+    images = checks._sampling_images()[:1024]  # a quarter: the same mix of scales
+    with torch.no_grad():
+        _, log_var, _ = model.encoder(images)
+    log_var = log_var.double().flatten().sort().values
+    half = len(log_var) // 2
+    shift = max((part.exp().mean() - 1).abs().item() for part in (log_var[:half], log_var[half:]))
+    detectable = stats.detectable(math.sqrt(2 / (checks.SAMPLING_IMAGES * 16 // 2)))
+    assert shift > 3 * detectable
 
 
 class Echo(nn.Module):
