@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from autograder import sandbox
 
 MAX_SLOTS = 256
@@ -62,10 +64,37 @@ def held_slot(devices: int | None = None, kernels_per_device: int = 1) -> Iterat
             except BlockingIOError:
                 lock.close()
                 continue
+            uid = sandbox.SANDBOX_UID + number
             try:
+                clear(uid)  # a holder that died may have left its kernel's processes
                 device = str(number % devices) if devices else None
-                yield Slot(number, sandbox.SANDBOX_UID + number, device)
+                yield Slot(number, uid, device)
             finally:
+                clear(uid)
                 lock.close()  # closing the file releases the lock
             return
         time.sleep(WAIT_S)
+
+
+def clear(uid: int, timeout: float = 30) -> None:
+    """As root: kill every process of the slot's user and wait until none is left.
+
+    Killed processes count against RLIMIT_NPROC until they are reaped: after a fork bomb the
+    next kernel of the same user could not start ("Kernel died before replying to
+    kernel_info") until this waited for them. The user is the slot's alone, so nothing else
+    is touched."""
+    if os.getuid() != 0:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [
+            p
+            for p in psutil.process_iter(["uids"])
+            if p.info["uids"] and p.info["uids"].real == uid
+        ]
+        if not left:
+            return
+        for process in left:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(left, timeout=1)

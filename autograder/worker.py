@@ -135,13 +135,13 @@ def run(task: Task) -> Outcome:
 
 
 def init_pool_process() -> None:
-    """A local pool's worker: die with the coordinator, leave Ctrl-C to it.
+    """A local pool's worker: die with the coordinator.
 
     Killed any way, the coordinator takes its workers with it (PR_SET_PDEATHSIG), and each
     worker's sandbox goes with the worker (bubblewrap's --die-with-parent): nothing of an
-    interrupted run keeps grading behind the next one's back.
+    interrupted run keeps grading behind the next one's back. (SIGINT is left alone: an
+    ignored signal is inherited through exec, and the kernels must stay interruptible.)
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         PR_SET_PDEATHSIG = 1

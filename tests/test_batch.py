@@ -129,6 +129,21 @@ def test_a_job_waits_for_a_slot_when_every_device_is_busy(monkeypatch, tmp_path)
     assert order == [("first done", 0), ("second", 0)]
 
 
+def test_a_kernel_sees_only_its_slot_device(tmp_path) -> None:
+    box = sandbox.Sandbox(tmp_path, tmp_path, tmp_path, cuda_devices="1")
+    assert box.environment({})["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in sandbox.Sandbox(tmp_path, tmp_path, tmp_path).environment(
+        {}
+    )
+
+
+def test_progress_is_quiet_off_a_terminal(capsys) -> None:
+    bar = batch.progress_bar(3, None)  # pytest's stderr is not a terminal
+    bar.update(3)
+    bar.close()
+    assert bar.disable and capsys.readouterr().err == ""
+
+
 def test_default_workers_fill_the_cores(monkeypatch) -> None:
     monkeypatch.setattr(slots, "cuda_device_count", lambda: 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
