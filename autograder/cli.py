@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from autograder import course, demo
+from autograder import batch, course, demo
 from autograder.build import build
 
 LABS = Path("labs")
@@ -35,13 +35,30 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    """Autograde every submission; one that cannot be graded is reported, not fatal."""
+    """Autograde the selected submissions; one that cannot be graded is reported, not fatal."""
     course_dir = Path(args.course)
-    outcomes = course.autograde(course_dir, use_sandbox=not args.no_sandbox)
+    selection = batch.Selection(
+        students=frozenset(args.student) if args.student else None,
+        labs=frozenset(args.lab) if args.lab else None,
+        changed=args.changed,
+        force=args.force,
+    )
+    try:
+        summary = course.autograde(
+            course_dir,
+            use_sandbox=not args.no_sandbox,
+            selection=selection,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            kernels_per_device=args.kernels_per_device,
+        )
+    except batch.CourseBusy as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(demo.format_table(demo.grade_table(course_dir)))
-    failed = [f"{s}/{lab}" for (s, lab), error in outcomes.items() if error]
-    print(f"{len(outcomes)} submission(s) graded, {len(failed)} could not be: {failed or 'none'}")
-    return 0
+    print("\n".join(summary.lines()))
+    print(f"log: {course_dir / batch.LOG}")
+    return 1 if summary.lost else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -71,6 +88,28 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autograde", help="autograde submitted/STUDENT/LAB/, feedback, grades.csv")
     p.add_argument("--course", default="build/course", help="nbgrader course directory")
     p.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX)
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="submissions graded at once on this machine (default: cores / threads per kernel, "
+        "or CUDA devices x kernels per device)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on an existing Dask cluster (tcp://HOST:PORT) instead of this machine",
+    )
+    p.add_argument(
+        "--kernels-per-device", type=int, default=1, help="grading kernels per CUDA device"
+    )
+    p.add_argument("--student", action="append", metavar="S", help="only this student (repeat)")
+    p.add_argument("--lab", action="append", metavar="L", help="only this lab (repeat)")
+    p.add_argument(
+        "--changed",
+        action="store_true",
+        help="also regrade submissions whose bytes (or lab source) changed since graded",
+    )
+    p.add_argument("--force", action="store_true", help="regrade every selected submission")
     p.set_defaults(func=cmd_autograde)
     p = sub.add_parser("demo", help="grade three example submissions of every lab")
     p.add_argument("--out", default="build/demo", help="output directory (default: build/demo)")

@@ -12,7 +12,6 @@ show them. A broken or hostile submission costs only its own points: the batch g
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from autograder import heldout, job, sandbox
+from autograder import batch, heldout, job, sandbox, worker
 from autograder.views import CODE_STUB, TEXT_STUB
 
 COURSE_ID = "dgm-labs"
@@ -129,15 +128,25 @@ def release(course: Path, nbgrader_views: list[Path]) -> list[Path]:
 
 
 def submissions(course: Path) -> list[tuple[str, str]]:
-    """(student, lab) for every folder submitted/STUDENT/LAB/."""
-    root = course / "submitted"
-    return sorted(
-        (s.name, a.name) for s in root.glob("*") if s.is_dir() for a in s.glob("*") if a.is_dir()
+    """(student, lab) for every folder submitted/STUDENT/LAB/ of a released lab."""
+    return batch.submission_folders(course)
+
+
+def policy(use_sandbox: bool, kernels_per_device: int = 1) -> worker.Policy:
+    """How this course grades: the time limits and threads above, for every submission."""
+    return worker.Policy(
+        use_sandbox=use_sandbox,
+        cell_timeout=CELL_TIMEOUT_S,
+        submission_timeout=SUBMISSION_TIMEOUT_S,
+        retries=TIMEOUT_RETRIES,
+        threads=THREADS,
+        kernels_per_device=kernels_per_device,
     )
 
 
 def settings(course: Path, use_sandbox: bool) -> job.Settings:
-    """The jobs' settings: the public check library copied once, the shared MNIST files."""
+    """The settings of a job graded in this process: the public check library copied once
+    into the course, the shared MNIST files without the held-out images."""
     library = sandbox.public_library(course / ".grading" / "library")
     for path in (course, course / ".grading", library):
         path.chmod(0o755)  # the sandbox user must reach the copy
@@ -152,52 +161,56 @@ def settings(course: Path, use_sandbox: bool) -> job.Settings:
 
 
 def grade_submission(course: Path, student: str, lab: str, config: job.Settings) -> job.JobResult:
-    """Grade submitted/STUDENT/LAB/LAB.ipynb against the instructor's source and release.
-
-    A run in which a cell timed out is repeated up to TIMEOUT_RETRIES times; the last counts.
-    """
-    source = nbformat.read(course / "source" / lab / f"{lab}.ipynb", as_version=4)
-    release = nbformat.read(course / "release" / lab / f"{lab}.ipynb", as_version=4)
-    folder = course / "submitted" / student / lab
-    path = folder / f"{lab}.ipynb"
-    others = sorted(p.name for p in folder.glob("*.ipynb") if p != path)
-    if not path.is_file():
-        result = job.JobResult(None, job.zero_scores(release, f"no {lab}.ipynb was submitted"))
-        result.error = f"no {lab}.ipynb in the submission"
-    else:
-        for _ in range(1 + TIMEOUT_RETRIES):
-            result = job.grade(source, release, path.read_bytes(), secrets.token_bytes(32), config)
-            if not result.timed_out:
-                break
-    if others:
-        result.notes.append(f"ignored, not part of the lab: {', '.join(others)}")
-    result.sandboxed = config.use_sandbox
-    if not config.use_sandbox:
-        result.notes.append("graded WITHOUT the sandbox (--no-sandbox)")
-    return result
+    """Grade submitted/STUDENT/LAB/LAB.ipynb in this process (no pool, no ledger)."""
+    selection = batch.Selection(frozenset([student]), frozenset([lab]), force=True)
+    (task,) = batch.plan(course, selection, policy(config.use_sandbox)).tasks
+    return worker.grade(task, config)
 
 
-def autograde(course: Path, use_sandbox: bool = True) -> dict[tuple[str, str], str | None]:
-    """Grade, record in the gradebook, give feedback on and write results.json for every
-    submission; export the grades. Refuses to run unsandboxed unless asked to."""
-    if use_sandbox and not sandbox.available():
+def autograde(
+    course: Path,
+    use_sandbox: bool = True,
+    selection: batch.Selection | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    kernels_per_device: int = 1,
+    show_progress: bool | None = None,
+) -> batch.Summary:
+    """Grade the selected submissions on a pool of workers (local, or a Dask cluster's);
+    record each in the gradebook as it arrives; then give feedback and export the grades.
+    Refuses to run unsandboxed unless asked to, and while another run grades the course."""
+    if use_sandbox and scheduler is None and not sandbox.available():
         raise sandbox.SandboxUnavailable(
             "bubblewrap cannot create a sandbox here (apt install bubblewrap; user namespaces "
             "must be enabled); grade without it only with --no-sandbox"
         )
-    config = settings(course, use_sandbox)
-    outcomes = {}
-    for student, lab in submissions(course):
-        started = time.monotonic()
-        result = grade_submission(course, student, lab, config)
-        result.seconds = time.monotonic() - started
-        record(course, student, lab, result)
-        if result.notebook is not None:
-            nbgrader(course, "generate_feedback", lab, "--student", student, "--force")
-        write_results(course, student, lab, result)
-        outcomes[(student, lab)] = result.error or result.stopped
-    nbgrader(course, "export", "--to", str((course / "grades.csv").resolve()))
-    return outcomes
+    selection = selection or batch.Selection()
+    run_policy = policy(use_sandbox, kernels_per_device)
+    with batch.course_lock(course):
+        todo = batch.plan(course, selection, run_policy)
+        summary = batch.Summary(skipped=todo.skipped)
+        if todo.tasks:
+            pool = batch.open_pool(workers, scheduler, run_policy)
+            try:
+                summary = batch.grade_all(
+                    todo, pool, lambda o: keep(course, o), course / batch.LOG, show_progress
+                )
+            except BaseException:
+                pool.kill()  # Ctrl-C: nothing keeps grading behind the next run's back
+                raise
+            finally:
+                pool.close()
+        for lab in sorted({o.lab for o in summary.outcomes if o.result.notebook is not None}):
+            nbgrader(course, "generate_feedback", lab, "--force")
+        nbgrader(course, "export", "--to", str((course / "grades.csv").resolve()))
+    return summary
+
+
+def keep(course: Path, outcome: worker.Outcome) -> None:
+    """The one writer: a graded submission into the gradebook, autograded/ and the ledger."""
+    record(course, outcome.student, outcome.lab, outcome.result)
+    write_results(course, outcome.student, outcome.lab, outcome.result)
+    batch.append_ledger(course, batch.ledger_entry(outcome))
 
 
 def record(course: Path, student: str, lab: str, result: job.JobResult) -> None:

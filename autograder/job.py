@@ -50,6 +50,8 @@ class Settings:
     threads: str = "1"
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
     scratch_mb: int = 2048  # what a notebook may write in all
+    uid: int = sandbox.SANDBOX_UID  # as root: the user the kernel runs as (one per slot)
+    cuda_devices: str | None = None  # the kernel's CUDA_VISIBLE_DEVICES; None: every device
 
 
 @dataclass
@@ -393,6 +395,8 @@ def grade(
             settings.limits,
             settings.use_sandbox,
             settings.threads,
+            settings.uid,
+            settings.cuda_devices,
         )
         box.prepare()
         executed, outcome = run(cells, challenges, box, settings, secret)

@@ -28,6 +28,8 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 # The user the sandbox runs as when the grader is root (nobody): it owns nothing on the host.
+# Kernels graded at the same time run as SANDBOX_UID + slot (autograder.slots), so that one
+# submission's processes never count against another's process limit.
 SANDBOX_UID = int(os.environ.get("AUTOGRADER_SANDBOX_UID", "65534"))
 # NVIDIA devices a grading kernel may use; CUDA reserves far more address space than it uses,
 # so with a GPU the address-space limit is off unless set.
@@ -118,7 +120,7 @@ STAGE_SCRIPT = (
 )
 
 
-def staged(binds: list[tuple[str, Path, Path]], stage: Path) -> tuple[list[str], list]:
+def staged(binds: list[tuple[str, Path, Path]], stage: Path, uid: int) -> tuple[list[str], list]:
     """The staging prefix of the command line and the binds with staged sources."""
     prefix = [
         "unshare",
@@ -140,7 +142,7 @@ def staged(binds: list[tuple[str, Path, Path]], stage: Path) -> tuple[list[str],
             target.touch()
         prefix += [str(source), str(target)]
         moved.append((mode, target, destination))
-    drop = ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
     return prefix + ["--", *drop], moved
 
 
@@ -154,6 +156,8 @@ class Sandbox:
     limits: Limits = Limits()
     enabled: bool = True
     threads: str = "1"
+    uid: int = SANDBOX_UID  # as root: the user the kernel runs as
+    cuda_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the kernel; None: all there are
 
     @property
     def scratch(self) -> Path:
@@ -172,12 +176,12 @@ class Sandbox:
         for path in (self.root, self.challenge, self.root / "stage"):
             os.chmod(path, 0o755)
         if self.enabled and os.getuid() == 0:
-            os.chown(self.scratch, SANDBOX_UID, SANDBOX_UID)
+            os.chown(self.scratch, self.uid, self.uid)
 
     def hand_over(self, path: Path) -> None:
         """Let the sandbox user read a file the grader wrote into the scratch directory."""
         if self.enabled and os.getuid() == 0:
-            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+            os.chown(path, self.uid, self.uid)
 
     def environment(self, extra: dict[str, str]) -> dict[str, str]:
         """The kernel's whole environment: nothing of the grader's leaks in."""
@@ -198,6 +202,8 @@ class Sandbox:
         }
         if self.threads != "0":
             env.update(OMP_NUM_THREADS=self.threads, MKL_NUM_THREADS=self.threads)
+        if self.cuda_devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.cuda_devices
         return {**env, **extra}
 
     def binds(self) -> list[tuple[str, Path, Path]]:
@@ -213,7 +219,7 @@ class Sandbox:
             return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
         binds, prefix = self.binds(), []
         if os.getuid() == 0:
-            prefix, binds = staged(binds, self.root / "stage")
+            prefix, binds = staged(binds, self.root / "stage", self.uid)
         return prefix + bwrap_command(argv, binds, env)
 
     def preexec(self) -> None:

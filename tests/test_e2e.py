@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder import course, demo
+from autograder import batch, course, demo
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -181,7 +181,7 @@ def test_grading_refuses_to_run_unsandboxed_unless_asked(mini_demo, tmp_path, mo
     monkeypatch.setattr(course.sandbox, "available", lambda: False)
     with pytest.raises(course.sandbox.SandboxUnavailable, match="--no-sandbox"):
         course.autograde(course_dir)
-    course.autograde(course_dir, use_sandbox=False)
+    course.autograde(course_dir, use_sandbox=False, selection=batch.Selection(force=True))
     rows = {r["student"]: r for r in demo.grade_table(course_dir)}
     assert rows["full"]["score"] == 5.0 and rows["untouched"]["score"] == 0.0
     for student in rows:

@@ -33,7 +33,7 @@ import nbformat
 import psutil
 import pytest
 
-from autograder import course, demo, sandbox
+from autograder import course, demo, sandbox, slots
 from autograder.build import build
 from tests.conftest import ROOT
 
@@ -147,7 +147,8 @@ def graded(tmp_path_factory):
     mp.setattr(course, "CELL_TIMEOUT_S", 15)
     mp.setattr(course, "SUBMISSION_TIMEOUT_S", 60)
     mp.setattr(course, "TIMEOUT_RETRIES", 0)
-    mp.setattr(sandbox, "SANDBOX_UID", TEST_UID)  # this batch's processes, told from others'
+    # this batch's processes, told from others' (the pool's workers read it when spawned)
+    mp.setenv("AUTOGRADER_SANDBOX_UID", str(TEST_UID))
 
     course.autograde(course_dir)  # the honest students first: their results must not change
     before = {s: results_of(course_dir, s) for s in honest}
@@ -201,14 +202,15 @@ def test_hostile_submission_scores_what_its_code_earns(graded, path: Path) -> No
 
 
 def test_the_batch_went_on_and_nothing_outlived_it(graded) -> None:
-    students = {s for s, _ in graded["outcomes"]}
+    students = {o.student for o in graded["outcomes"].outcomes}
+    assert not graded["outcomes"].lost
     assert {f"h-{p.stem}" for p in CASES} <= students
     if os.getuid() != 0:
         pytest.skip("a sandbox runs as the grading user: its processes cannot be told apart")
     leftovers = [
         p
         for p in psutil.process_iter(["uids"])
-        if p.info["uids"] and p.info["uids"].real == TEST_UID
+        if p.info["uids"] and TEST_UID <= p.info["uids"].real < TEST_UID + slots.MAX_SLOTS
     ]
     assert leftovers == [], "a process of the sandbox outlived its grading"
 
