@@ -931,3 +931,13 @@ def test_statistical_mistakes_caught_in_299_of_300(variant):
 @pytest.mark.parametrize("variant", params([v for v in cat.corrects if v.statistical]))
 def test_statistical_correct_pass_300_of_300(variant):
     assert cat.caught(variant) == 0
+
+
+@pytest.mark.data
+def test_hidden_bar_is_never_in_a_message():
+    from autograder.hidden import autoencoders as hidden
+
+    mistakes = [v for v in cat.mistakes if v.item == "denoiser-tight" and v.names not in SLOW]
+    for variant in mistakes:
+        for message in cat.expect_fails(variant):
+            assert f"below {hidden.HIDDEN_BAR:g}" not in message, message
