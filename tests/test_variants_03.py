@@ -573,7 +573,7 @@ def _small_reference(self, mu, log_var):
     return mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
 
 
-@small("eps drawn first, z = eps * sqrt(exp(log_var)) + mu", True)
+@small("eps drawn first, z = eps * sqrt(exp(log_var)) + mu", True, statistical=False)
 def _small_eps_first(self, mu, log_var):
     eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)
     return eps * torch.sqrt(torch.exp(log_var)) + mu
@@ -1008,16 +1008,22 @@ def power(variant: variants.Variant) -> int:
     return sampling_caught(variant) if variant.item == "conv-vae" else cat.caught(variant)
 
 
-STATISTICAL_MISTAKES = [v for v in cat.mistakes if v.statistical]
-STATISTICAL_CORRECT = [v for v in cat.corrects if v.statistical]
+def powered(variant: variants.Variant):
+    """The model item's 300 judgements of a full exported model run ~20 s each: slow."""
+    marks = [pytest.mark.slow] if variant.item == "conv-vae" else []
+    return pytest.param(variant, marks=marks, id=str(variant))
 
 
-@pytest.mark.parametrize("variant", STATISTICAL_MISTAKES, ids=str)
+STATISTICAL_MISTAKES = [powered(v) for v in cat.mistakes if v.statistical]
+STATISTICAL_CORRECT = [powered(v) for v in cat.corrects if v.statistical]
+
+
+@pytest.mark.parametrize("variant", STATISTICAL_MISTAKES)
 def test_statistical_mistakes_caught_in_299_of_300(variant: variants.Variant) -> None:
     caught = power(variant)
     assert caught >= variants.POWER_MIN_CAUGHT, f"{variant}: caught under {caught} of 300"
 
 
-@pytest.mark.parametrize("variant", STATISTICAL_CORRECT, ids=str)
+@pytest.mark.parametrize("variant", STATISTICAL_CORRECT)
 def test_statistical_correct_pass_300_of_300(variant: variants.Variant) -> None:
     assert power(variant) == 0, f"{variant} lost its item under some secret"

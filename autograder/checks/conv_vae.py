@@ -556,8 +556,8 @@ def _sampling_images() -> torch.Tensor:
     """The judge's own images for the sampler's statistics: grey levels scaled by 1, 3, 10 or 30,
     so that log_var spreads over several nats, where a sampler with the wrong sigma
     (exp(log_var), say) cannot hide behind log_var ~ 0."""
-    scales = torch.tensor(SAMPLING_SCALES).repeat(SAMPLING_IMAGES // len(SAMPLING_SCALES))
-    return scales.view(-1, 1, 1, 1) * torch.rand(SAMPLING_IMAGES, 1, 28, 28)
+    base = torch.rand(SAMPLING_IMAGES // len(SAMPLING_SCALES), 1, 28, 28)  # each at every scale:
+    return torch.cat([scale * base for scale in SAMPLING_SCALES])  # eps alone must be independent
 
 
 def _standardised(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> tuple:
