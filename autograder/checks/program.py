@@ -124,7 +124,8 @@ _ALLOWED_NAMES = (
     "aten.max.default", "aten.max.dim", "aten.min.default", "aten.min.dim",
     "aten.argmax.default", "aten.argmin.default", "aten.var.correction",
     "aten.var_mean.correction", "aten.any.default", "aten.any.dim", "aten.any.dims",
-    "aten.all.default", "aten.all.dim", "aten.cumsum.default", "aten.cumprod.default",
+    "aten.all.default", "aten.all.dim", "aten._is_all_true.default", "aten.cumsum.default",
+    "aten.cumprod.default",
     "aten.topk.default", "aten.sort.default",
     # Shapes, views, copies and indexing (bounds-checked; as_strided is absent on purpose).
     "aten.view.default", "aten._unsafe_view.default", "aten.permute.default",
