@@ -123,6 +123,7 @@ def machine_files() -> tuple[Path, Path]:
 def run(task: Task) -> Outcome:
     """The worker's entry point: grade the task in a slot of this machine."""
     started = time.monotonic()
+    limit_threads(task.policy.threads)
     config = settings(task.policy)
     with slots.held_slot(kernels_per_device=task.policy.kernels_per_device) as slot:
         config = replace(config, uid=slot.uid, cuda_devices=slot.cuda_devices)
@@ -132,6 +133,16 @@ def run(task: Task) -> Outcome:
     return Outcome(
         task.student, task.lab, task.digest, result, worker, slot.number, slot.cuda_devices
     )
+
+
+def limit_threads(threads: str) -> None:
+    """The grader's own torch work (judging, scoring models) uses the threads its kernel may:
+    a worker counts as one kernel's worth of cores, and with torch's default (every core)
+    two workers' judges fought the other worker's kernel (2 workers on 2 cores: 1.69x)."""
+    if threads.isdigit() and threads != "0":
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def init_pool_process() -> None:
