@@ -21,7 +21,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from autograder import verdict
 from autograder.checks import conv_vae as checks
-from autograder.checks import evidence, program
+from autograder.checks import evidence
 from tests import sampler_variants, variants
 from tests.test_checks_conv_vae import ref
 
@@ -939,17 +939,8 @@ def _decoded_normalised(z0, z1, vae):
 # ---------------------------------------------------------------- the tests
 
 
-# torch.distributions checks its arguments, which torch.export records as aten._is_all_true, an
-# op the program format does not admit yet (autograder/checks/program.py): such an encoder cannot
-# be exported, and loses the item until the format admits it.
-EXPORTS_DISTRIBUTIONS = "aten._is_all_true.default" in program._ALLOWED_NAMES
-NEEDS_IS_ALL_TRUE = {"z from torch.distributions.Normal(mu, sigma).rsample()"}
-
-
 def marked(variant: variants.Variant):
     marks = []
-    if variant.why in NEEDS_IS_ALL_TRUE and not EXPORTS_DISTRIBUTIONS:
-        marks.append(pytest.mark.xfail(reason="program.py does not admit aten._is_all_true"))
     if variant.item == "trained-vae":
         marks.append(pytest.mark.data)
         if variant.names in TRAINED:
