@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 collect_ignore = ["hostile"]  # submissions for tests/test_hostile.py, not test modules
@@ -34,3 +35,14 @@ def write_template(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small-tensor tests: they gain nothing from a second,
+    and on a shared 2-core machine extra threads spin against other jobs (modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ CPU = torch.device("cpu")
 COLLAPSED_RANGE = (55.0, 56.0)  # the collapsed model's loss on the held-out images (55.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> object:
-    """Small tensors gain nothing from threads, and on a shared CPU extra threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---------------------------------------------------------------- reference implementations

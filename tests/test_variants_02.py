@@ -25,13 +25,7 @@ LATENT = 8
 cat = variants.Catalogue("02-kl-vae")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> object:
-    """Small tensors gain nothing from threads, and on a shared CPU extra threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---------------------------------------------------------------- kl-normal

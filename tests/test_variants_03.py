@@ -30,13 +30,7 @@ CPU = torch.device("cpu")
 cat = variants.Catalogue(LAB)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> object:
-    """Small tensors gain nothing from threads, and on a shared CPU extra threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def answer(item: str, why: str, name: str, correct: bool = False, statistical: bool = False):
