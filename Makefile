@@ -26,7 +26,7 @@ data: install
 	$(PY) -m autograder.data
 
 build: install
-	$(PY) -m autograder.cli build --out build $(LABS)
+	$(PY) -m autograder.cli build --strict --out build $(LABS)
 	mkdir -p solutions
 	cp build/solution/*.ipynb solutions/
 
@@ -50,6 +50,7 @@ golden: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(PY) -m autograder.cli check --strict $(LABS) tests/templates/*.md
 
 # Not part of `make test`: it needs Chromium (apt install chromium) and takes minutes.
 widgets: build data

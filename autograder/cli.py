@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from autograder import batch, course, demo
-from autograder.build import build
+from autograder.build import Checked, build_checked, check
 
 LABS = Path("labs")
 STAND_IN = Path("tests/templates/mini.md")  # the demo's lab while labs/ is empty
@@ -15,16 +15,49 @@ NO_SANDBOX = (
 )
 
 
+def report(checked: list[Checked], strict: bool) -> int:
+    """Print every error and warning (errors first, in file order); return how many stop."""
+    for c in checked:
+        for line in c.errors + c.warnings:
+            print(line, file=sys.stderr)
+    return sum(len(c.problems(strict)) for c in checked)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    """Build the views of the given templates; print every error and write nothing on error."""
-    errors = build([Path(p) for p in args.templates], Path(args.out))
-    for error in errors:
-        print(error, file=sys.stderr)
-    if errors:
-        print(f"{len(errors)} error(s); nothing written", file=sys.stderr)
+    """Build the views of the given templates; print every error and warning, and write
+    nothing on an error (or, with --strict, on a warning)."""
+    checked = [check(Path(p)) for p in args.templates]
+    stopped = report(checked, args.strict)
+    build_checked(checked, Path(args.out), args.strict)
+    if stopped:
+        why = " (--strict: warnings count as errors)" if args.strict else ""
+        print(f"{stopped} error(s){why}; nothing written", file=sys.stderr)
         return 1
     print(f"built {len(args.templates)} template(s) into {args.out}/{{student,solution,nbgrader}}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate templates without writing: every error and warning, then one line per file."""
+    checked = [check(Path(p)) for p in args.templates]
+    stopped = report(checked, args.strict)
+    for c in checked:
+        print(c.summary())
+    return 1 if stopped else 0
+
+
+def add_strictness(p: argparse.ArgumentParser) -> None:
+    """--warn (the default) reports slips and goes on; --strict makes every warning an error."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--strict", action="store_true", help="treat warnings as errors (the labs' CI uses this)"
+    )
+    group.add_argument(
+        "--warn",
+        dest="strict",
+        action="store_false",
+        help="print warnings and go on (default)",
+    )
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -80,7 +113,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="render student, solution and nbgrader views of templates")
     p.add_argument("--out", default="build", help="output directory (default: build)")
     p.add_argument("templates", nargs="+", metavar="TEMPLATE")
+    add_strictness(p)
     p.set_defaults(func=cmd_build)
+    p = sub.add_parser(
+        "check", help="validate templates without writing (e.g. as a pre-commit hook)"
+    )
+    p.add_argument("templates", nargs="+", metavar="TEMPLATE")
+    add_strictness(p)
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("release", help="release nbgrader views with nbgrader generate_assignment")
     p.add_argument("--course", default="build/course", help="nbgrader course directory")
     p.add_argument("views", nargs="+", metavar="NBGRADER_VIEW")

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from autograder import batch, heldout, job, sandbox, worker
+from autograder import batch, heldout, job, nbgrader_release, sandbox, worker
 from autograder.views import CODE_STUB, TEXT_STUB
 
 COURSE_ID = "dgm-labs"
@@ -107,7 +107,7 @@ def write_config(course: Path) -> None:
         code_stub="\n".join(CODE_STUB),
         text_stub=TEXT_STUB,
     )
-    (course / "nbgrader_config.py").write_text(text)
+    (course / "nbgrader_config.py").write_text(text + nbgrader_release.CONFIG)
 
 
 def release(course: Path, nbgrader_views: list[Path]) -> list[Path]:

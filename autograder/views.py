@@ -10,26 +10,35 @@ import re
 from dataclasses import dataclass
 
 import nbformat
-from IPython.core.inputtransformer2 import TransformerManager
 
+from autograder import stubs
+from autograder.stubs import python_source
 from autograder.template import Cell, Line, Region, Template
 
-# nbgrader's ClearSolutions.code_stub is one string for a whole course (see course.py), and it
-# must parse wherever a region stands: `...` is a statement and an expression alike, while
-# `raise NotImplementedError()` is a syntax error inside `nn.Sequential( ... )`.
-CODE_STUB = ("# YOUR CODE HERE", "...")
+# The stub of most regions, and nbgrader's ClearSolutions.code_stub for the course (see
+# course.py): `...` is a statement and an expression alike. A region where it does not parse
+# (an element followed by others, a dict entry, keyword arguments) gets its own stub, which
+# the nbgrader view carries in the cell's metadata under STUBS_KEY for the release.
+CODE_STUB = stubs.DEFAULT
 TEXT_STUB = "YOUR ANSWER HERE"
 SKIP_TAG = "skip-execution"  # nbclient's (and so nbconvert's) default tag for cells to skip
+# Cells wholly inside a region that spans cells: in the nbgrader view for the solution, and
+# removed from the release by nbconvert's TagRemovePreprocessor (see nbgrader_release.py).
+SOLUTION_ONLY_TAG = "solution-only"
+STUBS_KEY = "dgm_labs"
 VIEWS = ("student", "solution", "nbgrader")
+__all__ = ["python_source"]
 
 
 @dataclass
 class Rendered:
-    """A cell of a view: its lines (text, template line) and its metadata."""
+    """A cell of a view: its lines (text, template line), its metadata, and the index of the
+    template cell it renders (the student view leaves out cells wholly inside a region)."""
 
     kind: str
     lines: list[Line]
     metadata: dict
+    origin: int = 0
 
     @property
     def source(self) -> str:
@@ -45,25 +54,27 @@ def hint_lines(region: Region, kind: str) -> list[Line]:
     return out
 
 
-def student_region(cell: Cell, region: Region) -> list[Line]:
-    """What replaces a region in the student view (and in nbgrader's release)."""
-    if region.hidden:
+def student_region(cell: Cell, region: Region, stub: tuple[str, ...]) -> list[Line]:
+    """What replaces a region in the student view (and in nbgrader's release): its hints and
+    stub where it opens, nothing where it continues from an earlier cell or is hidden."""
+    if region.hidden or region.opened_in is not None:
         return []
     lines = hint_lines(region, cell.kind)
     if cell.kind == "code":
-        lines += [Line(region.indent + stub, region.begin) for stub in CODE_STUB]
+        lines += [Line(region.indent + text, region.begin) for text in stub]
     elif cell.manual is not None:
         lines.append(Line(TEXT_STUB, region.begin))
     return lines
 
 
-def nbgrader_region(cell: Cell, region: Region) -> list[Line]:
+def nbgrader_region(cell: Cell, region: Region, stub: tuple[str, ...]) -> list[Line]:
     """A region in nbgrader's markers: hints outside them, so the release keeps the hints."""
     if region.hidden:
         return wrap(region, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
     if cell.kind == "markdown" and cell.manual is None:
-        return student_region(cell, region)  # nbgrader grades every markdown solution cell
-    return hint_lines(region, cell.kind) + wrap(region, "### BEGIN SOLUTION", "### END SOLUTION")
+        return student_region(cell, region, stub)  # nbgrader grades every markdown solution cell
+    hints = hint_lines(region, cell.kind) if region.opened_in is None else []
+    return hints + wrap(region, "### BEGIN SOLUTION", "### END SOLUTION")
 
 
 def wrap(region: Region, begin: str, end: str) -> list[Line]:
@@ -78,33 +89,61 @@ def wrap(region: Region, begin: str, end: str) -> list[Line]:
 
 def render_lines(cell: Cell, view: str) -> list[Line]:
     """The cell's lines in one view."""
+    chosen = stubs.choose(cell) if view != "solution" else {}
     lines: list[Line] = []
     for segment in cell.segments:
         if isinstance(segment, Line):
             lines.append(segment)
-        elif view == "solution":
+        elif view == "solution" or (view == "nbgrader" and cell.solution_only):
             lines.extend(segment.body)
         elif view == "student":
-            lines.extend(student_region(cell, segment))
+            lines.extend(student_region(cell, segment, chosen.get(id(segment), CODE_STUB)))
         else:
-            lines.extend(nbgrader_region(cell, segment))
+            lines.extend(nbgrader_region(cell, segment, chosen.get(id(segment), CODE_STUB)))
     return lines
 
 
+def release_stubs(cell: Cell) -> list[str] | None:
+    """The stub of each solution marker of a code cell in the nbgrader view, in order, where
+    one differs from the course's default (None: the default serves every marker)."""
+    if cell.kind != "code" or cell.solution_only:
+        return None
+    chosen = stubs.choose(cell)
+    found = [
+        "\n".join(chosen.get(id(r), CODE_STUB)) if r.opened_in is None else ""
+        for r in cell.regions
+        if not r.hidden
+    ]
+    default = "\n".join(CODE_STUB)
+    return found if any(stub != default for stub in found) else None
+
+
 def view_metadata(cell: Cell, view: str) -> dict:
-    """Template metadata, plus the skip tag for cells that need answers (student, nbgrader)."""
+    """Template metadata, plus the skip tag for cells that need answers (student, nbgrader),
+    and in the nbgrader view what the release needs: solution-only tags, region stubs."""
     metadata = copy.deepcopy(cell.metadata)
+    wanted = []
     if view != "solution" and (cell.skip or cell.test is not None):
+        wanted.append(SKIP_TAG)
+    if view == "nbgrader" and cell.solution_only:
+        wanted.append(SOLUTION_ONLY_TAG)
+    for tag in wanted:
         tags = metadata.setdefault("tags", [])
-        if SKIP_TAG not in tags:
-            tags.append(SKIP_TAG)
+        if tag not in tags:
+            tags.append(tag)
+    found = release_stubs(cell) if view == "nbgrader" else None
+    if found is not None:
+        metadata[STUBS_KEY] = {"stubs": found}
     return metadata
 
 
 def render(template: Template, view: str) -> list[Rendered]:
-    """Every cell of `template` in `view`, nbgrader metadata added to the nbgrader view."""
+    """Every cell of `template` in `view` (the student view leaves out the cells wholly inside
+    a region), nbgrader metadata added to the nbgrader view."""
     cells = [
-        Rendered(c.kind, render_lines(c, view), view_metadata(c, view)) for c in template.cells
+        Rendered(c.kind, render_lines(c, view), view_metadata(c, view), origin=i)
+        for i, c in enumerate(template.cells)
+        if view != "student" or not c.solution_only
     ]
     if view == "nbgrader":
         add_nbgrader_metadata(template.cells, cells)
@@ -140,7 +179,7 @@ def nbgrader_cell_metadata(cell: Cell, out: Rendered, taken: set[str]) -> dict |
             "grade_id": grade.id,
             "points": grade.points,
         }
-    if cell.has_solution and cell.kind == "code":
+    if cell.has_solution and cell.kind == "code" and not cell.solution_only:
         return {
             "grade": False,
             "solution": True,
@@ -181,11 +220,6 @@ def first_definition(source: str) -> str | None:
     return None
 
 
-def python_source(source: str) -> str:
-    """Cell source with IPython syntax (magics, `!cmd`) turned into plain Python."""
-    return TransformerManager().transform_cell(source)
-
-
 def syntax_errors(template: Template, view: str, cells: list[Rendered]) -> list[str]:
     """`FILE:LINE: message` for every code cell of a view that does not parse."""
     errors = []
@@ -198,7 +232,8 @@ def syntax_errors(template: Template, view: str, cells: list[Rendered]) -> list[
             index = min(max((exc.lineno or 1) - 1, 0), len(cell.lines) - 1)
             errors.append(
                 f"{template.path}:{cell.lines[index].lineno}: the {view} view of this cell does not "
-                f"parse: {exc.msg} (expected valid Python; a region's stub is '...')"
+                f"parse: {exc.msg} (expected valid Python; a region must stand where a "
+                "statement, an expression, an element, a dict entry or keyword arguments can)"
             )
     return errors
 
@@ -207,9 +242,9 @@ def to_notebook(template: Template, cells: list[Rendered]) -> nbformat.NotebookN
     """An nbformat notebook of rendered cells, with deterministic cell ids."""
     metadata = {k: v for k, v in template.metadata.items() if k != "jupytext"}
     nb = nbformat.v4.new_notebook(metadata=metadata)
-    for i, cell in enumerate(cells):
+    for cell in cells:
         make = nbformat.v4.new_code_cell if cell.kind == "code" else nbformat.v4.new_markdown_cell
         if cell.kind == "raw":
             make = nbformat.v4.new_raw_cell
-        nb.cells.append(make(source=cell.source, metadata=cell.metadata, id=f"cell-{i:03d}"))
+        nb.cells.append(make(source=cell.source, metadata=cell.metadata, id=f"cell-{cell.origin:03d}"))
     return nb
