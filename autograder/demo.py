@@ -35,11 +35,29 @@ def fill(
 ) -> nbformat.NotebookNode:
     """The release with its answer cells filled: from `answers` by grade id, else the solution."""
     nb = nbformat.from_dict(json.loads(json.dumps(release)))
-    for cell, reference in zip(nb.cells, solution.cells, strict=True):
+    references = reference_answers(nb, solution)
+    for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution"):
-            cell.source = (answers or {}).get(meta["grade_id"], reference.source)
+            cell.source = (answers or {}).get(meta["grade_id"], references[cell.id])
     return nb
+
+
+def reference_answers(
+    release: nbformat.NotebookNode, solution: nbformat.NotebookNode
+) -> dict[str, str]:
+    """What a student who solves everything writes in each released cell, by cell id: the
+    solution's cell, and after it the code of the solution cells the release leaves out (the
+    inside of a region across cells), which the student writes in that cell's stub."""
+    released = {c.id for c in release.cells}
+    answers: dict[str, str] = {}
+    current = None
+    for cell in solution.cells:
+        if cell.id in released:
+            current, answers[cell.id] = cell.id, cell.source
+        elif current is not None and cell.cell_type == "code":
+            answers[current] += "\n\n" + cell.source
+    return answers
 
 
 def submit(course_dir: Path, lab: str, release_nb: Path, solution_nb: Path, examples: Path) -> None:

@@ -24,16 +24,33 @@ def transformer() -> TransformerManager:
     return TransformerManager()
 
 
+@functools.lru_cache(maxsize=4096)  # each view asks again for the same cells
 def python_source(source: str) -> str:
     """Cell source with IPython syntax (magics, `!cmd`) turned into plain Python."""
     return transformer().transform_cell(source)
 
 
-def parses(source: str) -> bool:
+def parse(source: str) -> ast.Module | None:
     try:
-        ast.parse(python_source(source))
+        return ast.parse(python_source(source))
     except SyntaxError:
-        return False
+        return None
+
+
+def stands_alone(tree: ast.Module, lineno: int) -> bool:
+    """The placeholder on line `lineno` is not swallowed by the code after it.
+
+    Inside brackets lines join: `...` above a line `(3, 4)` parses as a call of `...`, `[0]`
+    as a subscript, `.x` as an attribute. Then the placeholder has eaten the next element.
+    """
+    for node in ast.walk(tree):
+        head = (
+            node.func if isinstance(node, ast.Call)
+            else node.value if isinstance(node, ast.Subscript | ast.Attribute)
+            else None
+        )  # fmt: skip
+        if isinstance(head, ast.Constant) and head.value is Ellipsis and head.lineno == lineno:
+            return False
     return True
 
 
@@ -49,27 +66,34 @@ def choose(cell: Cell) -> dict[int, tuple[str, ...]]:
 
 
 def first_parsing(cell: Cell, region: Region) -> tuple[str, ...]:
-    """The stub whose placeholder parses in place of `region`, the rest of the cell as solved.
+    """The stub whose placeholder parses in place of `region`, the rest of the cell as solved,
+    and stands there as a whole (it does not join the code after it).
 
-    Where none parses (or the solution itself does not) the default stays, and the views'
+    Where none does (or the solution itself does not parse) the default stays, and the views'
     syntax check reports the cell at its template line.
     """
-    if not parses(with_placeholder(cell, region, None)):
+    if parse(with_placeholder(cell, region, None)[0]) is None:
         return DEFAULT
     for placeholder in PLACEHOLDERS:
-        if parses(with_placeholder(cell, region, placeholder)):
+        source, lineno = with_placeholder(cell, region, placeholder)
+        tree = parse(source)
+        if tree is not None and stands_alone(tree, lineno):
             return (COMMENT, placeholder)
     return DEFAULT
 
 
-def with_placeholder(cell: Cell, target: Region, placeholder: str | None) -> str:
-    """The cell's solution source with `target` replaced by `placeholder` (None: kept)."""
+def with_placeholder(cell: Cell, target: Region, placeholder: str | None) -> tuple[str, int]:
+    """The cell's solution source with `target` replaced by its stub (None: kept), and the
+    1-based line of the placeholder. The stub's comment line stays: IPython would read a
+    `...:` on a cell's second line as a prompt and strip it."""
     lines: list[str] = []
+    at = 0
     for segment in cell.segments:
         if isinstance(segment, Line):
             lines.append(segment.text)
         elif segment is target and placeholder is not None:
-            lines.append(target.indent + placeholder)
+            lines += [target.indent + COMMENT, target.indent + placeholder]
+            at = len(lines)
         else:
             lines.extend(line.text for line in segment.body)
-    return "\n".join(lines)
+    return "\n".join(lines), at

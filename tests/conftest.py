@@ -19,10 +19,13 @@ jupyter:
 
 
 def all_templates() -> list[Path]:
-    """Every template the properties are checked on: the labs and the test templates."""
-    return sorted((ROOT / "labs").glob("*.md")) + sorted(
-        (ROOT / "tests" / "templates").glob("*.md")
-    )
+    """Every template the properties are checked on: the labs, the test templates and the
+    compatibility corpus (templates in the style of the seed course)."""
+    return [
+        *sorted((ROOT / "labs").glob("*.md")),
+        *sorted((ROOT / "tests" / "templates").glob("*.md")),
+        *sorted(p for p in (ROOT / "tests" / "compat").glob("*.md") if p.name != "README.md"),
+    ]
 
 
 @pytest.fixture

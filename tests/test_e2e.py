@@ -105,6 +105,25 @@ def test_a_timed_out_run_is_graded_once_more(mini_demo, monkeypatch) -> None:
     assert len(runs) == 2 and result is runs[1]
 
 
+def test_the_compatibility_corpus_releases_and_grades(tmp_path: Path) -> None:
+    """Templates in the seed course's style (regions across cells, at every syntactic
+    position, slips): nbgrader's release equals each student view cell for cell and id for id,
+    it runs, the reference solution earns every autograded point and the release none."""
+    corpus = sorted(p for p in (ROOT / "tests" / "compat").glob("*.md") if p.name != "README.md")
+    rows = demo.run_demo(corpus, tmp_path, ROOT / "examples")
+    by = {(r["lab"], r["student"]): r for r in rows}
+    for lab in (p.stem for p in corpus):
+        released = tmp_path / "course" / "release" / lab / f"{lab}.ipynb"
+        student = tmp_path / "views" / "student" / f"{lab}.ipynb"
+        assert sources(released) == sources(student)
+        ids = [[c.id for c in nbformat.read(p, as_version=4).cells] for p in (released, student)]
+        assert ids[0] == ids[1]
+        smoke_run(released)
+        full, zero = by[(lab, "full")], by[(lab, "untouched")]
+        assert full["score"] == full["max_score"] - manual_points(tmp_path, lab) > 0, lab
+        assert zero["score"] == 0.0, lab
+
+
 def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
     # Each lab grades in under 3 minutes here: a stalled submission fails this test in 10.
     monkeypatch.setattr(course, "SUBMISSION_TIMEOUT_S", 600)

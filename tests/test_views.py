@@ -19,23 +19,39 @@ from autograder.views import TEXT_STUB, python_source, render
 from tests.conftest import ROOT, all_templates
 
 GOLDEN = ROOT / "tests" / "golden"
-GOLDEN_TEMPLATES = ["mini", "shapes"]
+COMPAT = [p for p in all_templates() if p.parent.name == "compat"]  # in the seed course's style
+GOLDEN_TEMPLATES = {
+    "mini": ROOT / "tests" / "templates" / "mini.md",
+    "shapes": ROOT / "tests" / "templates" / "shapes.md",
+    **{f"compat/{p.stem}": p for p in COMPAT},
+}
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
-@pytest.mark.parametrize("name", GOLDEN_TEMPLATES)
-@pytest.mark.parametrize("view", ["student", "solution", "nbgrader"])
-def test_golden_views(name: str, view: str, tmp_path: Path) -> None:
-    template = ROOT / "tests" / "templates" / f"{name}.md"
-    assert build([template], tmp_path) == []
-    got = (tmp_path / view / f"{name}.ipynb").read_text()
-    golden = GOLDEN / name / f"{view}.ipynb"
+def assert_golden(golden: Path, got: str) -> None:
     if UPDATE:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(got)
     assert got == golden.read_text(), (
         f"{golden} is stale: run `make golden` if the change is intended"
     )
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_TEMPLATES))
+@pytest.mark.parametrize("view", ["student", "solution", "nbgrader"])
+def test_golden_views(name: str, view: str, tmp_path: Path) -> None:
+    template = GOLDEN_TEMPLATES[name]
+    assert build([template], tmp_path) == []
+    got = (tmp_path / view / f"{template.stem}.ipynb").read_text()
+    assert_golden(GOLDEN / name / f"{view}.ipynb", got)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_TEMPLATES))
+def test_golden_warnings(name: str) -> None:
+    """The slips each template makes, read as meant: the warnings are part of the golden views."""
+    template = read_template(GOLDEN_TEMPLATES[name])
+    got = "".join(f"{w.removeprefix(str(ROOT) + '/')}\n" for w in template.warnings)
+    assert_golden(GOLDEN / name / "warnings.txt", got)
 
 
 def ids(paths: list[Path]) -> list[str]:
