@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from autograder import batch, heldout, job, nbgrader_release, sandbox, worker
+from autograder import batch, feedback_math, heldout, job, nbgrader_release, sandbox, worker
 from autograder.views import CODE_STUB, TEXT_STUB
 
 COURSE_ID = "dgm-labs"
@@ -201,9 +201,16 @@ def autograde(
             finally:
                 pool.close()
         for lab in sorted({o.lab for o in summary.outcomes if o.result.notebook is not None}):
-            nbgrader(course, "generate_feedback", lab, "--force")
+            give_feedback(course, lab)
         nbgrader(course, "export", "--to", str((course / "grades.csv").resolve()))
     return summary
+
+
+def give_feedback(course: Path, lab: str) -> None:
+    """nbgrader's feedback pages for a lab, with their maths rendered to work offline."""
+    nbgrader(course, "generate_feedback", lab, "--force")
+    for page in sorted((course / "feedback").glob(f"*/{lab}/*.html")):
+        feedback_math.rewrite(page)
 
 
 def keep(course: Path, outcome: worker.Outcome) -> None:

@@ -36,6 +36,41 @@ EXACT_KL = (
 class CheckFailed(AssertionError):
     """A check found the student's answer wrong; the message says what was expected."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback (its hook for exactly this): the frames
+        of the check library would bury the one block a student can act on."""
+        return [f"{type(self).__name__}: {self}"]
+
+
+STUB_WORDS = ("ellipsis",)  # what Python calls `...`, the stub every region is released with
+
+
+def describe_error(exc: BaseException) -> str:
+    """A student's exception as one actionable block: the stub still in place says so; else
+    the error and where in the student's own code it was raised (never the library's frames,
+    nor a path of the machine)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if any(word in str(exc).lower() for word in STUB_WORDS):
+        return f"not implemented yet: the answer still holds the stub `...` ({text})"
+    where = student_frame(exc)
+    return f"{text}\n  raised in your code: {where}" if where else text
+
+
+def student_frame(exc: BaseException) -> str:
+    """`line N, in f: source` of the innermost frame in a notebook cell, if any."""
+    import traceback  # only needed on a failure
+
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if is_notebook_cell(frame.filename):
+            found = f"line {frame.lineno}, in {frame.name}: {(frame.line or '').strip()}"
+    return found
+
+
+def is_notebook_cell(filename: str) -> bool:
+    """ipykernel compiles each cell to /tmp/ipykernel_PID/HASH.py (older: <ipython-input-...>)."""
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")
+
 
 def expect(condition: bool, message: str) -> None:
     """Raise CheckFailed with `message` unless `condition` holds."""
@@ -100,6 +135,8 @@ def device_of(obj: Any) -> torch.device:
 
 def expect_tensor(value: Any, what: str) -> torch.Tensor:
     """Return `value` if it is a tensor, else fail naming what was returned instead."""
+    if value is None:  # a function whose body is still the stub `...` returns None
+        raise CheckFailed(f"not implemented yet: {what} is None (nothing was returned)")
     expect(
         isinstance(value, torch.Tensor),
         f"{what} should be a torch.Tensor, got {type(value).__name__}",
@@ -185,7 +222,7 @@ class Check:
             except CheckFailed as exc:  # the collector already saw the answer is wrong
                 return {evidence.ERROR: str(exc)}
             except Exception as exc:  # the student's code raised: that is the answer
-                return {evidence.ERROR: f"{type(exc).__name__}: {exc}"}
+                return {evidence.ERROR: describe_error(exc)}
 
     def verdict(self, inputs: dict, found: Evidence, params: dict, seed: int) -> None:
         """Raise CheckFailed unless `found` is the evidence of a correct answer."""
@@ -212,7 +249,10 @@ class Check:
             seed = stable_seed(f"{self.name}{sorted(params.items())}")
         inputs = self.make_inputs(seed, params)
         found = evidence.admit(evidence.to_evidence(self.collect(answers, inputs, params, seed)))
-        self.verdict(inputs, found, params, seed)
+        try:
+            self.verdict(inputs, found, params, seed)
+        except CheckFailed as exc:  # say which check, as the grader's feedback does
+            raise CheckFailed(f"{self.__name__}: {exc}") from None
         print(f"passed: {self.__name__}")
 
 

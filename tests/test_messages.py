@@ -1,0 +1,68 @@
+"""What a student reads when a check fails in their own notebook: one short block, the stub
+called by its name, the line of their own code; no frames of the check library, no paths."""
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def shell():
+    """A real IPython shell, as in the student's kernel: it renders exceptions itself."""
+    shell = InteractiveShell.instance()
+    shell.run_cell("import torch\nfrom autograder.checks import kl_vae as checks")
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def shown(shell, capsys, source: str) -> str:
+    capsys.readouterr()
+    shell.run_cell(source)
+    out = capsys.readouterr()
+    return out.out + out.err
+
+
+def test_a_failed_check_is_one_block_without_the_library(shell, capsys) -> None:
+    text = shown(
+        shell,
+        capsys,
+        "def reparameterize(mu, log_var):\n    return mu + torch.exp(log_var) * torch.randn_like(mu)\n"
+        "checks.check_reparameterization(reparameterize)",
+    )
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[0].startswith("CheckFailed: check_reparameterization: "), text
+    assert len(lines) <= 3, text
+    assert "Traceback" not in text and "autograder/" not in text and "site-packages" not in text
+
+
+def test_an_untouched_stub_says_not_implemented_yet(shell, capsys) -> None:
+    text = shown(
+        shell,
+        capsys,
+        "def reparameterize(mu, log_var):\n    # YOUR CODE HERE\n    ...\n"
+        "checks.check_reparameterization(reparameterize)",
+    )
+    assert "not implemented yet" in text and "Traceback" not in text, text
+
+
+def test_a_stub_inside_a_model_says_not_implemented_yet(shell, capsys) -> None:
+    text = shown(
+        shell,
+        capsys,
+        "def reparameterize(mu, log_var):\n    return (..., mu)[1] + ... * log_var\n"
+        "checks.check_reparameterization(reparameterize)",
+    )
+    assert "not implemented yet: the answer still holds the stub `...`" in text, text
+
+
+def test_an_error_in_the_students_code_names_their_line(shell, capsys) -> None:
+    text = shown(
+        shell,
+        capsys,
+        "def reparameterize(mu, log_var):\n    sigma = log_var.exp_half()\n    return mu\n"
+        "checks.check_reparameterization(reparameterize)",
+    )
+    assert "AttributeError: 'Tensor' object has no attribute 'exp_half'" in text, text
+    assert "raised in your code: line 2, in reparameterize: sigma = log_var.exp_half()" in text
+    assert "/tmp/" not in text and "ipykernel_" not in text, text
