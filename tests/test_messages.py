@@ -66,3 +66,19 @@ def test_an_error_in_the_students_code_names_their_line(shell, capsys) -> None:
     assert "AttributeError: 'Tensor' object has no attribute 'exp_half'" in text, text
     assert "raised in your code: line 2, in reparameterize: sigma = log_var.exp_half()" in text
     assert "/tmp/" not in text and "ipykernel_" not in text, text
+
+
+def test_a_wrong_value_is_shown_on_its_input_expected_and_got() -> None:
+    import torch
+
+    from autograder.checks import core
+
+    mu = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
+    with pytest.raises(core.CheckFailed) as info:
+        core.expect_close(2 * mu, mu, "d KL / d mu should be mu", {"mu": mu})
+    assert str(info.value) == "d KL / d mu should be mu: for mu = 2: expected 2, got 4"
+    with pytest.raises(core.CheckFailed, match=r"should be mu: got nothing$"):
+        core.expect_close(None, mu, "d KL / d mu should be mu")
+    with pytest.raises(core.CheckFailed, match=r"expected shape \(2, 2\), got \(4,\)$"):
+        core.expect_close(mu.flatten(), mu, "mu should be mu")
+    core.expect_close(mu + 1e-7, mu, "passes within float32 rounding")

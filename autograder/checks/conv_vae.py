@@ -250,14 +250,24 @@ def _judge_vae_loss_gradients(inputs: dict, found: dict) -> None:
     _loss_terms(found.get("graded"))
     expect(found.get("tracked") is True, "both terms must be differentiable tensors")
     want = (output - images) / (output * (1 - output))  # d BCE / d p, summed over pixels
-    expect(
-        _same(found.get("output_grad"), want, rtol=1e-3, atol=1e-4),
+    core.expect_close(
+        found.get("output_grad"),
+        want,
         "d reconstruction / d output should be (output - images) / (output (1 - output))",
+        {"output": output, "image": images},
+        rtol=1e-3,
+        atol=1e-4,
     )
-    expect(_same(found.get("mu_grad"), mu, rtol=1e-5, atol=1e-5), "d KL / d mu should be mu")
-    expect(
-        _same(found.get("log_var_grad"), 0.5 * (log_var.exp() - 1), rtol=1e-5, atol=1e-5),
+    core.expect_close(
+        found.get("mu_grad"), mu, "d KL / d mu should be mu", {"mu": mu}, rtol=1e-5, atol=1e-5
+    )
+    core.expect_close(
+        found.get("log_var_grad"),
+        0.5 * (log_var.exp() - 1),
         "d KL / d log_var should be (exp(log_var) - 1) / 2",
+        {"log_var": log_var},
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 

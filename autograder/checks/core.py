@@ -144,6 +144,40 @@ def expect_tensor(value: Any, what: str) -> torch.Tensor:
     return value
 
 
+def worst_case(got: torch.Tensor, want: torch.Tensor, inputs: dict[str, torch.Tensor]) -> str:
+    """`for a = 0.3, b = 1.2: expected 0.45, got 0.9` at the element where `got` is furthest
+    from `want` (inputs broadcast to want's shape; `at [i, j]` if none is given)."""
+    g, w = got.detach().double().cpu(), want.detach().double().cpu()
+    if tuple(g.shape) != tuple(w.shape):
+        return f"expected shape {tuple(w.shape)}, got {tuple(g.shape)}"
+    error = (g - w).abs().nan_to_num(nan=math.inf)
+    index = tuple(int(i) for i in np.unravel_index(int(error.argmax()), tuple(w.shape)))
+    named = [
+        f"{name} = {value.detach().double().cpu().expand(w.shape)[index].item():.4g}"
+        for name, value in inputs.items()
+    ]
+    where = f"for {', '.join(named)}" if named else f"at {list(index)}"
+    return f"{where}: expected {w[index].item():.6g}, got {g[index].item():.6g}"
+
+
+def expect_close(
+    got: Any,
+    want: torch.Tensor,
+    message: str,
+    inputs: dict[str, torch.Tensor] | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> None:
+    """Fail unless `got` is a tensor of want's shape close to it (float64, no broadcasting),
+    saying on which input it is furthest off: what was expected and what came instead."""
+    if not isinstance(got, torch.Tensor):
+        raise CheckFailed(f"{message}: got {'nothing' if got is None else type(got).__name__}")
+    close = tuple(got.shape) == tuple(want.shape) and allclose(
+        got.detach().double().cpu(), want.detach().double().cpu(), rtol=rtol, atol=atol
+    )
+    expect(close, f"{message}: {worst_case(got, want, inputs or {})}")
+
+
 def expect_shape(tensor: torch.Tensor, shape: tuple[int, ...], what: str) -> None:
     """Fail unless `tensor` has exactly `shape`."""
     expect(
