@@ -8,18 +8,15 @@ needs no script and no network. latex2mathml converts; a formula it cannot read 
 in a <code> element, never lost.
 """
 
-import re
 from pathlib import Path
 
 from bs4 import BeautifulSoup
 from latex2mathml.converter import convert
 
-# $$display$$, \[display\], $inline$ (not `$ 5` prices: no space inside the delimiters), \(inline\)
-MATH = re.compile(
-    r"\$\$(?P<d1>.+?)\$\$|\\\[(?P<d2>.+?)\\\]"
-    r"|(?<![\\$])\$(?!\s)(?P<i1>[^$]+?)(?<![\s\\])\$(?!\d)|\\\((?P<i2>.+?)\\\)",
-    re.S,
-)
+# (opening, closing, display) in the order they are tried at one position
+DELIMITERS = (("$$", "$$", True), ("\\[", "\\]", True), ("\\(", "\\)", False), ("$", "$", False))
+LONGEST = 4000  # characters of one formula; a longer one stays as it was
+MOST = 5000  # formulas converted on one page (the labs have about 80); the rest stay as TeX
 RENDERED = ("rendered_html", "jp-RenderedMarkdown")  # nbconvert's classic and lab templates
 SKIP = {"code", "pre", "script", "style", "math"}
 
@@ -32,19 +29,70 @@ def mathml(tex: str, display: bool) -> str:
         return f"<code>{tex}</code>"
 
 
-def render_text(text: str) -> str | None:
-    """`text` with every formula as MathML, or None if it holds none."""
-    if not MATH.search(text):
-        return None
-    out, last = [], 0
-    for match in MATH.finditer(text):
-        out.append(escape(text[last : match.start()]))
-        display = match.group("d1") is not None or match.group("d2") is not None
-        tex = next(g for g in match.groupdict().values() if g is not None)
-        out.append(mathml(tex, display))
-        last = match.end()
-    out.append(escape(text[last:]))
-    return "".join(out)
+def render_text(text: str, budget: list[int] | None = None) -> str | None:
+    """`text` with every formula as MathML, or None if it holds none.
+
+    One pass with a cursor and remembered searches, no backtracking regex: the text is the
+    student's, and a page of unclosed `$` or `\\(` must cost the grader linear time.
+    """
+    find = Finder(text)
+    budget = budget if budget is not None else [MOST]
+    out, i, found = [], 0, False
+    while budget[0] > 0 and (start := next_opening(find, i)) is not None:
+        at, (opening, closing, display) = start
+        end = find(closing, at + len(opening))
+        tex = text[at + len(opening) : end] if end >= 0 else ""
+        if (
+            end < 0
+            or not tex.strip()
+            or len(tex) > LONGEST
+            or not plausible(opening, tex, text, end)
+        ):
+            out.append(escape(text[i : at + len(opening)]))  # not a formula: keep the sign
+            i = at + len(opening)
+            continue
+        out += [escape(text[i:at]), mathml(tex, display)]
+        i, found = end + len(closing), True
+        budget[0] -= 1
+    out.append(escape(text[i:]))
+    return "".join(out) if found else None
+
+
+class Finder:
+    """str.find that remembers its last answer per substring: searching again from a later
+    start costs nothing while that answer still lies ahead (or there was none)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.last: dict[str, tuple[int, int]] = {}  # substring -> (searched from, found at)
+
+    def __call__(self, sub: str, start: int) -> int:
+        if sub in self.last:
+            since, at = self.last[sub]
+            if start >= since and (at < 0 or at >= start):
+                return at
+        at = self.text.find(sub, start)
+        self.last[sub] = (start, at)
+        return at
+
+
+def next_opening(find: Finder, start: int) -> tuple[int, tuple[str, str, bool]] | None:
+    """The first opening delimiter at or after `start` (`$$` before `$` at the same place)."""
+    best = None
+    for delimiter in DELIMITERS:
+        at = find(delimiter[0], start)
+        if at >= 0 and (best is None or at < best[0]):
+            best = (at, delimiter)
+    return best
+
+
+def plausible(opening: str, tex: str, text: str, end: int) -> bool:
+    """A `$...$` pair is maths unless it looks like prices: `$5 and $6` (space inside a
+    delimiter, or a digit right after the closing one)."""
+    if opening != "$":
+        return True
+    after = text[end + 1 : end + 2]
+    return not (tex[0].isspace() or tex[-1].isspace() or after.isdigit())
 
 
 def escape(text: str) -> str:
@@ -59,11 +107,12 @@ def offline_math(html: str) -> str:
             "text/x-mathjax-config"
         ):
             script.decompose()
+    budget = [MOST]
     for block in soup.find_all(class_=list(RENDERED)):
         for node in list(block.find_all(string=True)):
             if any(parent.name in SKIP for parent in node.parents):
                 continue
-            rendered = render_text(str(node))
+            rendered = render_text(str(node), budget)
             if rendered is not None:
                 node.replace_with(BeautifulSoup(rendered, "html.parser"))
     return str(soup)

@@ -33,3 +33,16 @@ def test_what_is_not_maths_is_left_alone() -> None:
 def test_a_formula_it_cannot_read_is_kept_as_tex() -> None:
     out = offline_math('<div class="rendered_html"><p>see $\\frac{1}{$ here</p></div>')
     assert out == '<div class="rendered_html"><p>see <code>\\frac{1}{</code> here</p></div>'
+
+
+def test_a_hostile_page_costs_linear_time_and_a_bounded_number_of_formulas() -> None:
+    import time
+
+    from autograder.feedback_math import MOST, render_text
+
+    for text in ("$" * 200_000, "\\(" * 100_000, "a $x" * 50_000):
+        start = time.perf_counter()
+        assert render_text(text) is None
+        assert time.perf_counter() - start < 3, text[:10]
+    many = render_text("$x$ " * (MOST + 100))
+    assert many.count("<math") == MOST and many.endswith("$x$ " * 100)
