@@ -14,6 +14,7 @@ This process parses the kernel's messages and reads evidence files; it runs no s
 """
 
 import copy
+import dataclasses
 import os
 import re
 import shutil
@@ -400,8 +401,9 @@ def grade(
         )
         box.prepare()
         executed, outcome = run(cells, challenges, box, settings, secret)
+        hints = lab_hints(release)
         tests = [
-            test_result(cells[i], specs[i], challenges[i], outcome, i, secret)
+            with_hints(test_result(cells[i], specs[i], challenges[i], outcome, i, secret), hints)
             if i in specs
             else None
             for i in range(len(cells))
@@ -445,6 +447,33 @@ def test_result(
     return TestResult(
         cell.grade_id, points if passed else 0.0, points, "\n".join(lines), spec.judged_in_kernel
     )
+
+
+HINT = re.compile(r"^\s*# TODO: (.+)$")
+MOST_HINTS = 3
+
+
+def lab_hints(release: NotebookNode) -> dict[str, list[str]]:
+    """By test id: the lab's hints (the release's `# TODO:` lines) of the answer cells since
+    the previous test cell, which are what that test checks."""
+    hints: dict[str, list[str]] = {}
+    pending: list[str] = []
+    for cell in release.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            hints[meta["grade_id"]], pending = pending, []
+        elif meta.get("solution") and cell.get("cell_type") == "code":
+            pending += [m.group(1) for line in source_of(cell).split("\n") if (m := HINT.match(line))]
+    return hints
+
+
+def with_hints(test: TestResult, hints: dict[str, list[str]]) -> TestResult:
+    """A failed test's message ends with the lab's hints for it (a few, in the lab's words)."""
+    found = hints.get(test.grade_id, [])[:MOST_HINTS]
+    if test.score != 0.0 or not found:
+        return test
+    lines = "\n".join(f"hint: {hint}" for hint in found)
+    return dataclasses.replace(test, message=f"{test.message}\n{lines}")
 
 
 def _verdict_line(v: verdict.Verdict) -> str:

@@ -63,7 +63,10 @@ def test_results_json_has_gradescope_shape(mini_demo) -> None:
     assert "passed: check_reparameterization" in results["tests"][0]["output"]
     assert "failed: check_kl_divergence: KL for mu = 2.0" in results["tests"][1]["output"]
     # the hidden check's failure is reported without its inputs or thresholds
-    assert results["tests"][1]["output"].endswith("failed: hidden test 1")
+    assert results["tests"][1]["output"].endswith(
+        "failed: hidden test 1\n"
+        "hint: the closed form: 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2), mean over rows"
+    )  # a failed test ends with the lab's own hint for the answer it checks
     assert [t["status"] for t in results["tests"]] == ["passed", "failed", "failed"]
     assert {t["visibility"] for t in results["tests"]} == {"visible"}
 

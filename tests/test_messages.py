@@ -82,3 +82,29 @@ def test_a_wrong_value_is_shown_on_its_input_expected_and_got() -> None:
     with pytest.raises(core.CheckFailed, match=r"expected shape \(2, 2\), got \(4,\)$"):
         core.expect_close(mu.flatten(), mu, "mu should be mu")
     core.expect_close(mu + 1e-7, mu, "passes within float32 rounding")
+
+
+def test_a_failed_test_ends_with_the_labs_hints_for_what_it_checks() -> None:
+    import nbformat
+
+    from autograder import job
+
+    def cell(source, **nbgrader):
+        return nbformat.v4.new_code_cell(source, metadata={"nbgrader": nbgrader} if nbgrader else {})
+
+    release = nbformat.v4.new_notebook()
+    release.cells = [
+        cell("def f():\n    # TODO: return one\n    # YOUR CODE HERE\n    ...", solution=True),
+        cell("checks.a(f)", grade=True, solution=False, grade_id="a", points=1),
+        cell("x = 1  # TODO: not a hint (not a whole line)"),
+        cell("# TODO: square it\n# TODO: then halve it\n...", solution=True),
+        cell("# TODO: a comment of the test cell itself", grade=True, grade_id="b", points=1),
+    ]
+    hints = job.lab_hints(release)
+    assert hints == {"a": ["return one"], "b": ["square it", "then halve it"]}
+    failed = job.TestResult("b", 0.0, 1.0, "failed: check_b: off")
+    assert job.with_hints(failed, hints).message == (
+        "failed: check_b: off\nhint: square it\nhint: then halve it"
+    )
+    passed = job.TestResult("b", 1.0, 1.0, "passed: check_b")
+    assert job.with_hints(passed, hints) is passed
