@@ -106,6 +106,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Import an LMS download into submitted/; one line per file; 1 if a file was refused."""
+    from autograder import intake
+
+    try:
+        deadline = intake.parse_deadline(args.deadline) if args.deadline else None
+        report = intake.collect(
+            Path(args.source), args.lab, Path(args.course), args.pattern, args.force, deadline
+        )
+    except intake.IntakeError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    print(f"log: {Path(args.course) / intake.LOG}")
+    return 1 if report.refused else 0
+
+
+def cmd_roster(args: argparse.Namespace) -> int:
+    """Fill nbgrader's student table from a CSV; 1 if a row was not imported."""
+    from autograder import intake
+
+    try:
+        columns = intake.parse_columns(args.column or [])
+        report = intake.load_roster_csv(Path(args.course), Path(args.csv), columns)
+    except intake.IntakeError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    return 1 if report.problems else 0
+
+
+def cmd_manual(args: argparse.Namespace) -> int:
+    """After grading MANUAL answers in formgrader: results.json, feedback and grades.csv."""
+    from autograder import manual
+
+    return manual.main(["--course", args.course])
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    """Write the Gradescope autograder zip of a released lab (docs/gradescope.md)."""
+    from autograder import gradescope
+
+    try:
+        path = gradescope.bundle(
+            args.lab,
+            Path(args.course),
+            Path(args.out) if args.out else None,
+            sandbox_mode=args.sandbox,
+            time_limit=args.time_limit,
+        )
+    except gradescope.BundleError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB): upload it as the autograder of")
+    print(f"the assignment on Gradescope with its timeout set to {args.time_limit} min or more")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per workflow step."""
     top = argparse.ArgumentParser(prog="autograder", description=__doc__)
@@ -156,6 +214,69 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true", help=NO_SANDBOX)
     p.add_argument("templates", nargs="*", metavar="TEMPLATE", help="labs (default: labs/*.md)")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("collect", help="import an LMS download (Moodle, Canvas) into submitted/")
+    p.add_argument(
+        "source", metavar="ZIP|DIR", help="the LMS's zip of all submissions, or a folder"
+    )
+    p.add_argument("--lab", required=True, metavar="L", help="the released lab they are for")
+    p.add_argument("--course", default="build/course", help="nbgrader course directory")
+    p.add_argument(
+        "--pattern",
+        metavar="REGEX",
+        help="read file names with this regex (searched in each path) instead of Moodle's and "
+        "Canvas's layouts; named groups: student (an id of the roster) or name, optional late "
+        "and timestamp",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace a different notebook already collected"
+    )
+    p.add_argument(
+        "--deadline",
+        metavar="ISO",
+        help="e.g. 2025-03-01T23:59+01:00: files timed later are flagged late; also the lab's "
+        "due date in the gradebook",
+    )
+    p.set_defaults(func=cmd_collect)
+    p = sub.add_parser(
+        "roster", help="fill nbgrader's student table from a CSV (names in grades.csv)"
+    )
+    p.add_argument("csv", metavar="CSV", help="columns id, first_name, last_name, email")
+    p.add_argument("--course", default="build/course", help="nbgrader course directory")
+    p.add_argument(
+        "--column",
+        action="append",
+        metavar="FIELD=HEADER",
+        help="read FIELD (id, first_name, last_name, email, lms_user_id) from the column HEADER "
+        "(repeat), e.g. --column id=ID",
+    )
+    p.set_defaults(func=cmd_roster)
+    p = sub.add_parser(
+        "manual", help="after grading in formgrader: manual scores into results, feedback, grades"
+    )
+    p.add_argument("--course", default="build/course", help="nbgrader course directory")
+    p.set_defaults(func=cmd_manual)
+    p = sub.add_parser("gradescope", help="write a Gradescope autograder zip for a released lab")
+    p.add_argument("lab", metavar="LAB", help="a lab released in the course")
+    p.add_argument("--course", default="build/course", help="nbgrader course directory")
+    p.add_argument(
+        "--out", metavar="ZIP", help="the zip to write (default: build/gradescope/LAB.zip)"
+    )
+    p.add_argument(
+        "--sandbox",
+        choices=("off", "auto", "on"),
+        default="off",
+        help="grade in bubblewrap on Gradescope: off (default: Gradescope's container is the "
+        "isolation), auto (where bubblewrap works there), on (refuse to grade without it)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=int,
+        default=10,
+        metavar="MINUTES",
+        help="the assignment's autograder timeout on Gradescope (default 10, Gradescope's): "
+        "grading stops 90 s before it, so results.json is always written",
+    )
+    p.set_defaults(func=cmd_gradescope)
     return top
 
 
