@@ -9,21 +9,22 @@ COURSE := build/course
 # pip prints a warning per package for the machine's extra local indexes; keep logs readable.
 PIPQ   := 2>&1 | grep -v "^WARNING: Location" || true
 
-.PHONY: install data build release autograde demo test test-fast golden lint widgets clean
+.PHONY: install data build release autograde demo test test-fast golden lint widgets dist clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml student/pyproject.toml
 	@# The grading sandbox (bubblewrap) is a Debian package: install it when root, else say so.
 	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q bubblewrap; } || echo "install bubblewrap to grade: apt install bubblewrap"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip $(PIPQ)
-	$(PY) -m pip install -q -e ".[lab,dev]" $(PIPQ)
+	@# Two distributions: the student package (student/) first, then this one, which needs it.
+	$(PY) -m pip install -q -e ./student -e ".[lab,dev]" $(PIPQ)
 	$(PY) -c "import torch, torchvision, nbgrader, jupytext, ipywidgets, torchinfo"
 	touch $@
 
 data: install
-	$(PY) -m autograder.data
+	$(PY) -m dgmlab.data
 
 build: install
 	$(PY) -m autograder.cli build --strict --out build $(LABS)
@@ -56,6 +57,12 @@ lint: install
 widgets: build data
 	$(PY) -m pip install -q -e ".[browser]" $(PIPQ)
 	$(PY) scripts/widgets_in_jupyterlab.py build/solution/04-elbo-estimators.ipynb
+
+# The two wheels: dist/dgm_labs_student-*.whl (what students install) and dist/dgm_labs-*.whl.
+dist: install
+	rm -rf dist
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist ./student . $(PIPQ)
+	ls dist
 
 clean:
 	rm -rf build notebooks

@@ -22,8 +22,9 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from autograder import batch, feedback_math, heldout, job, nbgrader_release, sandbox, worker
+from autograder import batch, feedback_math, job, nbgrader_release, sandbox, worker
 from autograder.views import CODE_STUB, TEXT_STUB
+from dgmlab import heldout
 
 COURSE_ID = "dgm-labs"
 CELL_TIMEOUT_S = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", "600"))

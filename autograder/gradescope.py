@@ -42,7 +42,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from autograder import batch, job, sandbox, worker
-from autograder.data import FILES, data_dir, mnist_present, raw_dir
+from dgmlab.data import FILES, data_dir, mnist_present, raw_dir
 
 ROOT_ENV = "GRADESCOPE_ROOT"
 DEFAULT_ROOT = "/autograder"
@@ -418,7 +418,7 @@ def mnist_members(root: Path) -> dict[str, Path]:
     if not mnist_present(root):
         raise BundleError(
             f"{raw_dir(root)}: expected the four MNIST raw files at their sizes "
-            f"(make data, or python -m autograder.data --root {root})"
+            f"(make data, or python -m dgmlab.data --root {root})"
         )
     return {f"data/MNIST/raw/{name}": raw_dir(root) / name for name in FILES}
 

@@ -5,7 +5,7 @@
    found by grade id or, where the submission lost its metadata, by their exact source; the
    student's own cells are kept in their place; no metadata or tag of the submission is used.
 2. `run`: a kernel in the sandbox runs every code cell; just before a test cell the grader
-   writes its challenge, and the kernel's checks write evidence (autograder.checks.evidence).
+   writes its challenge, and the kernel's checks write evidence (dgmlab.checks.evidence).
    A crash, a timeout or the submission limit stops the run; what ran before still counts.
 3. `verdict.judge` decides every check call in this process, from the evidence; the job
    returns per-test points and messages, and the notebook nbgrader's feedback shows, whose test
@@ -32,8 +32,8 @@ from nbclient.util import run_sync
 from nbformat import NotebookNode
 
 from autograder import sandbox, verdict
-from autograder.checks import evidence
-from autograder.checks.grading import GRADING_ENV, SALT_ENV
+from dgmlab.checks import evidence
+from dgmlab.checks.grading import GRADING_ENV, SALT_ENV
 
 WARNING = re.compile(r"\w*Warning: ")  # nbgrader's IgnorePattern of the course, for stderr
 MAX_OUTPUT_BYTES = 1 << 20  # a cell's kept output; the rest is dropped (100 MB of prints)

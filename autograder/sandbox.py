@@ -14,6 +14,7 @@ The grader talks to the kernel over ZeroMQ IPC sockets in the scratch directory.
 import contextlib
 import functools
 import glob
+import importlib.util
 import os
 import resource
 import shutil
@@ -35,7 +36,9 @@ SANDBOX_UID = int(os.environ.get("AUTOGRADER_SANDBOX_UID", "65534"))
 # so with a GPU the address-space limit is off unless set.
 GPU_DEVICES = sorted(glob.glob("/dev/nvidia*"))
 MEMORY_MB = int(os.environ.get("AUTOGRADER_MEMORY_MB", "0" if GPU_DEVICES else "10240"))
-PUBLIC_MODULES = ("__init__.py", "data.py", "mnist_format.py", "heldout.py", "checks")
+# What a graded kernel imports: the student package whole, and of the instructor's only the
+# hidden tests' checks (their collect half runs in the kernel). Never the hidden thresholds.
+KERNEL_PACKAGES = {"dgmlab": None, "autograder": ("__init__.py", "hidden_checks")}
 
 
 class SandboxUnavailable(RuntimeError):
@@ -69,16 +72,19 @@ def python_roots() -> list[Path]:
 
 
 def public_library(target: Path) -> Path:
-    """Copy the modules a lab notebook imports into target/autograder (no hidden checks)."""
-    package = Path(__file__).resolve().parent
-    shutil.rmtree(target / "autograder", ignore_errors=True)
-    (target / "autograder").mkdir(parents=True)
-    for name in PUBLIC_MODULES:
-        source = package / name
-        if source.is_dir():
-            shutil.copytree(source, target / "autograder" / name, ignore=_no_caches)
-        else:
-            shutil.copy2(source, target / "autograder" / name)
+    """Copy what a graded kernel imports into target/ (KERNEL_PACKAGES; no hidden thresholds)."""
+    for package, names in KERNEL_PACKAGES.items():
+        source = Path(importlib.util.find_spec(package).origin).parent
+        shutil.rmtree(target / package, ignore_errors=True)
+        if names is None:
+            shutil.copytree(source, target / package, ignore=_no_caches)
+            continue
+        (target / package).mkdir(parents=True)
+        for name in names:
+            if (source / name).is_dir():
+                shutil.copytree(source / name, target / package / name, ignore=_no_caches)
+            else:
+                shutil.copy2(source / name, target / package / name)
     return target
 
 

@@ -16,11 +16,13 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.checks import evidence
-from autograder.checks.core import Check, CheckFailed
+from dgmlab.checks import evidence
+from dgmlab.checks.core import Check, CheckFailed
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-CHECKS_PACKAGE = "autograder.checks"
+CHECKS_PACKAGE = "dgmlab.checks"  # the public checks: the student package's
+HIDDEN_CHECKS_PACKAGE = "autograder.hidden_checks"  # imported inside hidden regions
+PACKAGES = (CHECKS_PACKAGE, HIDDEN_CHECKS_PACKAGE)
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,24 @@ class TestSpec:
 
 
 def checks_modules(locked_sources: list[str]) -> dict[str, str]:
-    """Names the locked cells bind to modules of the check library: {"checks": "autograder...."}."""
+    """Names the locked cells bind to modules of the check library: {"checks": "dgmlab...."}."""
     names = {}
     for source in locked_sources:
         for node in ast.walk(ast.parse(strip_magics(source))):
-            if isinstance(node, ast.ImportFrom) and node.module == CHECKS_PACKAGE:
-                for alias in node.names:
-                    names[alias.asname or alias.name] = f"{CHECKS_PACKAGE}.{alias.name}"
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name.startswith(CHECKS_PACKAGE + ".") and alias.asname:
-                        names[alias.asname] = alias.name
+            names.update(module_bindings(node))
+    return names
+
+
+def module_bindings(node: ast.AST) -> dict[str, str]:
+    """The check modules an import statement binds, by name (empty for any other node)."""
+    names = {}
+    if isinstance(node, ast.ImportFrom) and node.module in PACKAGES:
+        for alias in node.names:
+            names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    elif isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.startswith(tuple(p + "." for p in PACKAGES)) and alias.asname:
+                names[alias.asname] = alias.name
     return names
 
 
@@ -87,7 +96,12 @@ def test_spec(grade_id: str, source: str, modules: dict[str, str]) -> TestSpec:
     tree = ast.parse(strip_magics(source))
     hidden = hidden_lines(source)
     calls, other = [], False
+    modules = dict(modules)
     for statement in tree.body:
+        bound = module_bindings(statement)
+        if bound:  # a hidden region imports the hidden tests' checks: it grades nothing itself
+            modules.update(bound)
+            continue
         call = check_call(statement, modules)
         if call is None:
             other = other or not is_harmless(statement)

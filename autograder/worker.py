@@ -24,7 +24,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from autograder import heldout, job, sandbox, slots
+from autograder import job, sandbox, slots
+from dgmlab import heldout
 
 
 @dataclass(frozen=True)

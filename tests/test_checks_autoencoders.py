@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.checks import autoencoders as checks
-from autograder.checks import evidence, program, stats
-from autograder.checks.core import CheckFailed
+from dgmlab.checks import autoencoders as checks
+from dgmlab.checks import evidence, program, stats
+from dgmlab.checks.core import CheckFailed
 
 # keyword arguments of the public and hidden calls in the lab's test cells
 NOISE_CONFIGS = [{}, {"mean": 0.05, "std": 0.35}]  # public, hidden
@@ -431,7 +431,7 @@ def test_trained_reference_denoiser_passes_both_bars(mnist_test):
     """The lab's reference training (3 epochs, about two minutes on 2 CPU cores) clears both bars."""
     import torchvision
 
-    from autograder.data import data_dir
+    from dgmlab.data import data_dir
 
     torch.manual_seed(0)
     x = torchvision.datasets.MNIST(data_dir(), train=True, download=True).data
@@ -448,9 +448,9 @@ def mnist_test():
     """MNIST's test images as the lab holds them: (10000, 1, 28, 28), values in [0, 1]."""
     import torchvision
 
-    from autograder.data import data_dir, mnist_present
+    from dgmlab.data import data_dir, mnist_present
 
     if not mnist_present(data_dir()):
-        pytest.skip("MNIST is not provisioned (python -m autograder.data)")
+        pytest.skip("MNIST is not provisioned (python -m dgmlab.data)")
     test = torchvision.datasets.MNIST(data_dir(), train=False, download=True)
     return test.data.float().div(255).unsqueeze(1)

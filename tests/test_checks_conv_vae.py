@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder import sandbox, verdict
-from autograder.checks import conv_vae as checks
-from autograder.checks import evidence, stats
-from autograder.checks.core import CheckFailed
-from autograder.checks.program import export_program, load_program
+from autograder.hidden_checks import conv_vae as hidden_checks
 from autograder.template import read_template
 from autograder.views import render
+from dgmlab.checks import conv_vae as checks
+from dgmlab.checks import evidence, stats
+from dgmlab.checks.core import CheckFailed
+from dgmlab.checks.program import export_program, load_program
 
 LAB = Path(__file__).resolve().parent.parent / "labs" / "03-conv-vae.md"
 ANSWERS = ("vae_loss", "ConvVAE", "linear_interpolation", "latent_linear_interpolation")
@@ -174,12 +175,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def test_reference_passes_every_check(capsys):
     vae = ref("ConvVAE")()
     checks.check_vae_loss(ref("vae_loss"))
-    checks.check_vae_loss_gradients(ref("vae_loss"))
+    hidden_checks.check_vae_loss_gradients(ref("vae_loss"))
     checks.check_reparameterization(vae.reparameterize)
-    checks.check_reparameterization_gradients(vae.reparameterize)
+    hidden_checks.check_reparameterization_gradients(vae.reparameterize)
     checks.check_conv_vae(ref("ConvVAE"))
     checks.check_linear_interpolation(ref("linear_interpolation"))
-    checks.check_linear_interpolation_batches(ref("linear_interpolation"))
+    hidden_checks.check_linear_interpolation_batches(ref("linear_interpolation"))
     checks.check_latent_linear_interpolation(ref("latent_linear_interpolation"))
     out, err = capsys.readouterr()
     assert err == ""  # nbgrader zeroes a test cell that writes to stderr
@@ -253,8 +254,8 @@ def test_wrong_vae_loss_fails(wrong, says):
 
 WRONG_SAMPLERS = [
     (_sigma_is_variance, checks.check_reparameterization, "variance"),
-    (_sigma_is_variance, checks.check_reparameterization_gradients, "exp(log_var / 2)"),
-    (_reparameterize_detached, checks.check_reparameterization_gradients, "detached"),
+    (_sigma_is_variance, hidden_checks.check_reparameterization_gradients, "exp(log_var / 2)"),
+    (_reparameterize_detached, hidden_checks.check_reparameterization_gradients, "detached"),
     (_reparameterize_uniform, checks.check_reparameterization, "beyond 2 sd"),
 ]
 
@@ -494,9 +495,9 @@ def zeroed(value):
 
 VALUE_CHECKS = [
     (checks.check_vae_loss, "vae_loss"),
-    (checks.check_vae_loss_gradients, "vae_loss"),
+    (hidden_checks.check_vae_loss_gradients, "vae_loss"),
     (checks.check_linear_interpolation, "linear_interpolation"),
-    (checks.check_linear_interpolation_batches, "linear_interpolation"),
+    (hidden_checks.check_linear_interpolation_batches, "linear_interpolation"),
     (checks.check_latent_linear_interpolation, "latent_linear_interpolation"),
 ]
 
@@ -517,7 +518,7 @@ def test_evidence_of_other_inputs_or_zeros_fails(check, answer):
 
 
 def test_vae_loss_gradients_from_another_loss_fail():
-    check = checks.check_vae_loss_gradients
+    check = hidden_checks.check_vae_loss_gradients
     inputs, found = evidence_of(check, (ref("vae_loss"),), seed=1)
     forged = dict(found, mu_grad=2 * found["mu_grad"])  # the gradient of a doubled KL
     with pytest.raises(CheckFailed, match="d KL / d mu"):
@@ -677,7 +678,7 @@ def test_public_module_holds_no_hidden_threshold():
     assert not [name for name in vars(checks) if name.startswith("HIDDEN")]
     numbers = [v for v in vars(checks).values() if isinstance(v, int | float)]
     assert bar not in numbers
-    assert "hidden" not in sandbox.PUBLIC_MODULES  # the sandbox's library has no hidden module
+    assert "hidden" not in sandbox.KERNEL_PACKAGES["autograder"]  # no hidden thresholds there
 
 
 @pytest.mark.data

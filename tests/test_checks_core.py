@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from autograder.checks.core import check
+from dgmlab.checks.core import check
 
 
 def draws() -> tuple:

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from autograder import sandbox, verdict
-from autograder.checks import elbo as checks
-from autograder.checks import evidence, program
-from autograder.checks.core import CheckFailed
+from autograder.hidden_checks import elbo as hidden_checks
 from autograder.template import read_template
 from autograder.views import first_definition, render
+from dgmlab.checks import elbo as checks
+from dgmlab.checks import evidence, program
+from dgmlab.checks.core import CheckFailed
 from tests.conftest import ROOT
 
 matplotlib.use("Agg")
@@ -69,14 +70,14 @@ def fails(check, *args, **kwargs) -> str:
 def test_reference_passes_every_check(lab) -> None:
     checks.check_latent_layer(lab["LatentLayer"])
     checks.check_mc_latent_loss(lab["mc_latent_loss"])
-    checks.check_mc_latent_loss_gradients(lab["mc_latent_loss"])
+    hidden_checks.check_mc_latent_loss_gradients(lab["mc_latent_loss"])
     checks.check_kl_latent_loss(lab["kl_latent_loss"])
-    checks.check_kl_latent_loss_gradients(lab["kl_latent_loss"])
+    hidden_checks.check_kl_latent_loss_gradients(lab["kl_latent_loss"])
     checks.check_reshape_layer(lab["ReshapeLayer"])
     checks.check_vae_forward(lab["VAE"])
     checks.check_vae_forward(lab["VAE"], lab["mc_latent_loss"], lab["kl_latent_loss"])
     checks.check_reparameterization(checks.forward_sampler(lab["VAE"]))
-    checks.check_reparameterization_gradients(checks.forward_sampler(lab["VAE"]))
+    hidden_checks.check_reparameterization_gradients(checks.forward_sampler(lab["VAE"]))
     checks.check_generate_similar(lab["VAE"])
     checks.check_reparameterization(checks.similar_sampler(lab["VAE"]))
     checks.check_encoder_decoder(lab["make_encoder"](), lab["make_decoder"]())
@@ -189,7 +190,7 @@ def test_kl_loss_catches_a_sum_over_the_batch() -> None:
 
 def test_kl_gradients_catch_a_detached_scale() -> None:
     checks.check_kl_latent_loss(kl_detached_scale)  # the values are right
-    fails(checks.check_kl_latent_loss_gradients, kl_detached_scale)
+    fails(hidden_checks.check_kl_latent_loss_gradients, kl_detached_scale)
 
 
 def test_exact_kl_values_match_torch_distributions() -> None:
@@ -314,7 +315,7 @@ def test_vae_gradients_catch_a_detached_sample(lab) -> None:
     vae = vae_variant(lab, forward=forward_with(lab, torch.randn_like, detach=True))
     checks.check_vae_forward(vae)  # the values are right
     checks.check_reparameterization(checks.forward_sampler(vae))
-    fails(checks.check_reparameterization_gradients, checks.forward_sampler(vae))
+    fails(hidden_checks.check_reparameterization_gradients, checks.forward_sampler(vae))
 
 
 # ---------------------------------------------------------------- the widget callbacks
@@ -446,8 +447,8 @@ def exact_answers(lab) -> list[tuple]:
     return [
         (checks.check_latent_layer, (lab["LatentLayer"],)),
         (checks.check_mc_latent_loss, (lab["mc_latent_loss"],)),
-        (checks.check_mc_latent_loss_gradients, (lab["mc_latent_loss"],)),
-        (checks.check_kl_latent_loss_gradients, (lab["kl_latent_loss"],)),
+        (hidden_checks.check_mc_latent_loss_gradients, (lab["mc_latent_loss"],)),
+        (hidden_checks.check_kl_latent_loss_gradients, (lab["kl_latent_loss"],)),
         (checks.check_reshape_layer, (lab["ReshapeLayer"],)),
         (checks.check_vae_forward, (lab["VAE"],)),
         (checks.check_generate_similar, (lab["VAE"],)),
@@ -589,7 +590,7 @@ def collapsed(loss: str) -> Model:
     """The decoder draws the average training image and q is the prior: KL 0."""
     from torchvision.datasets import MNIST
 
-    from autograder.data import data_dir
+    from dgmlab.data import data_dir
 
     images = MNIST(data_dir(), train=True, download=True).data.float().div(255)
     return Model(PriorEncoder(), ConstantDecoder(checks.pad_images(images).mean(0)), loss)
@@ -697,7 +698,7 @@ def test_public_module_holds_no_hidden_threshold() -> None:
     for estimator, bar in hidden.HIDDEN_MAX_LOSS.items():
         assert bar < checks.PUBLIC_MAX_LOSS[estimator]
         assert f"{bar:g}" not in source and repr(bar) not in source
-    assert "hidden" not in sandbox.PUBLIC_MODULES  # the sandbox's library has no hidden module
+    assert "hidden" not in sandbox.KERNEL_PACKAGES["autograder"]  # no hidden thresholds there
 
 
 def test_lab_test_cells_are_judged_by_the_grader() -> None:

@@ -12,9 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from autograder import verdict
-from autograder.checks import evidence, program
-from autograder.checks import kl_vae as checks
-from autograder.checks.core import Check, CheckFailed
+from autograder.hidden_checks import kl_vae as hidden_checks
+from dgmlab.checks import evidence, program
+from dgmlab.checks import kl_vae as checks
+from dgmlab.checks.core import Check, CheckFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,10 +110,10 @@ def sampler(reparameterize: Callable) -> Callable:
 
 def test_reference_passes_every_exact_check(capsys: pytest.CaptureFixture) -> None:
     checks.check_kl_normal(kl_normal)
-    checks.check_kl_normal_properties(kl_normal)
+    hidden_checks.check_kl_normal_properties(kl_normal)
     checks.check_kl_divergence(KLDivergence())
-    checks.check_kl_divergence_details(KLDivergence())
-    checks.check_reparameterization_gradients(sampler(VAE.reparameterize))
+    hidden_checks.check_kl_divergence_details(KLDivergence())
+    hidden_checks.check_reparameterization_gradients(sampler(VAE.reparameterize))
     checks.check_vae_methods(VAE, CPU)
     checks.check_encoder_decoder(Encoder(), decoder())
     for warm_up, annealing in ((5, 10), (0, 5), (2, 3), (0, 0), (3, 0)):
@@ -138,9 +139,9 @@ def test_reparameterization_passes_under_200_seeds(seed: int) -> None:
 def test_seeded_exact_checks_pass_under_200_seeds(seed: int) -> None:
     # deterministic comparisons on random inputs: no input may be a lucky one
     checks.check_kl_normal(kl_normal, seed=seed)
-    checks.check_kl_normal_properties(kl_normal, seed=seed)
-    checks.check_kl_divergence_details(KLDivergence(), seed=seed)
-    checks.check_reparameterization_gradients(sampler(VAE.reparameterize), seed=seed)
+    hidden_checks.check_kl_normal_properties(kl_normal, seed=seed)
+    hidden_checks.check_kl_divergence_details(KLDivergence(), seed=seed)
+    hidden_checks.check_reparameterization_gradients(sampler(VAE.reparameterize), seed=seed)
     checks.check_vae_methods(VAE, CPU, seed=seed)
     checks.check_interpolate_linear(interpolate_linear, CPU, seed=seed)
 
@@ -290,7 +291,7 @@ WRONG: dict[str, Callable[[], None]] = {
         sampler(noise_shared_by_batch)
     ),
     "z = mu": lambda: checks.check_reparameterization(sampler(no_noise)),
-    "sigma detached": lambda: checks.check_reparameterization_gradients(sampler(sigma_detached)),
+    "sigma detached": lambda: hidden_checks.check_reparameterization_gradients(sampler(sigma_detached)),
     "weight one epoch early": lambda: checks.check_kl_weight_manager(WeightOneEpochEarly),
     "weight one epoch late": lambda: checks.check_kl_weight_manager(WeightOneEpochLate),
     "weight 1 one epoch early": lambda: checks.check_kl_weight_manager(WeightReachesOneEarly),
@@ -450,7 +451,7 @@ def judged(check: Check, inputs: dict, found: dict, params: dict | None = None) 
 
 ON_INPUTS: dict[str, tuple[Check, tuple]] = {
     "kl_normal": (checks.check_kl_normal, (kl_normal,)),
-    "kl_normal_properties": (checks.check_kl_normal_properties, (kl_normal,)),
+    "kl_normal_properties": (hidden_checks.check_kl_normal_properties, (kl_normal,)),
     "vae_methods": (checks.check_vae_methods, (VAE, CPU)),
     "interpolate_linear": (checks.check_interpolate_linear, (interpolate_linear, CPU)),
 }
@@ -466,7 +467,7 @@ def test_evidence_of_other_inputs_fails(name: str) -> None:
 
 
 def test_forged_kl_normal_evidence_fails() -> None:
-    check = checks.check_kl_normal_properties
+    check = hidden_checks.check_kl_normal_properties
     inputs, found = evidence_of(check, (kl_normal,))
     for key in ("got", "moved"):  # made-up values with the right signs
         assert not judged(check, inputs, {**found, key: found[key].abs() + 1.0})
@@ -582,7 +583,7 @@ def test_the_lab_test_cells_are_check_calls_only() -> None:
         source = body.replace("#!TAG HIDDENBEGIN", verdict.HIDDEN_BEGIN).replace(
             "#!TAG HIDDENEND", verdict.HIDDEN_END
         )
-        spec = verdict.test_spec(grade_id, source, {"checks": "autograder.checks.kl_vae"})
+        spec = verdict.test_spec(grade_id, source, {"checks": "dgmlab.checks.kl_vae"})
         assert spec.calls and not spec.judged_in_kernel, grade_id
     assert 'checks.check_trained_vae(vae, test_x, bar="hidden")' in text
 
@@ -652,7 +653,7 @@ class Unscaled(nn.Module):
 def mnist() -> tuple[Tensor, Tensor]:
     from torchvision.datasets import MNIST
 
-    from autograder.data import data_dir
+    from dgmlab.data import data_dir
 
     def load(train: bool) -> Tensor:
         return MNIST(data_dir(), train=train, download=True).data.float().div(255).flatten(1)
@@ -662,7 +663,7 @@ def mnist() -> tuple[Tensor, Tensor]:
 
 @pytest.fixture(scope="module")
 def held_out() -> Tensor:
-    from autograder.heldout import held_out_test_images
+    from dgmlab.heldout import held_out_test_images
 
     return held_out_test_images().flatten(1)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autograder import data
-from autograder.data import DataError
+from dgmlab import data
+from dgmlab.data import DataError
 
 
 def sha256(blob: bytes) -> str:

@@ -158,7 +158,7 @@ def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
 
 
 REBIND = """
-import autograder.checks.core as core
+import dgmlab.checks.core as core
 core.Check.__call__ = lambda self, *a, **k: print(f"passed: {self.__name__}")
 core.expect = lambda *a, **k: None
 """

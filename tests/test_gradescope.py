@@ -16,7 +16,7 @@ import pytest
 
 from autograder import cli, course, demo, gradescope, job, sandbox
 from autograder.build import build
-from autograder.data import data_dir, mnist_present
+from dgmlab.data import data_dir, mnist_present
 from tests.conftest import ROOT
 
 MINI = ROOT / "tests" / "templates" / "mini.md"
@@ -321,7 +321,7 @@ def test_bad_bundles_are_refused_and_write_nothing(built_course, tmp_path, capsy
          "autograder timeout on Gradescope; its default is 10)"),
         ({"sandbox_mode": "maybe"}, "--sandbox maybe: expected one of off, auto, on"),
         ({"data_root": tmp_path / "nodata"}, f"{tmp_path}/nodata/MNIST/raw: expected the four "
-         f"MNIST raw files at their sizes (make data, or python -m autograder.data --root "
+         f"MNIST raw files at their sizes (make data, or python -m dgmlab.data --root "
          f"{tmp_path}/nodata)"),
     ]  # fmt: skip
     for options, message in cases:

@@ -4,7 +4,7 @@ import nbformat
 from nbclient import NotebookClient
 
 CELLS = [
-    "import torch\nimport autograder.checks",
+    "import torch\nimport dgmlab.checks",
     "print(torch.rand(3).tolist())",
     "x = torch.rand(5)",  # a cell in between must not shift the next cell's draws
     "print(torch.rand(3).tolist())",

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def shell():
     """A real IPython shell, as in the student's kernel: it renders exceptions itself."""
     shell = InteractiveShell.instance()
-    shell.run_cell("import torch\nfrom autograder.checks import kl_vae as checks")
+    shell.run_cell("import torch\nfrom dgmlab.checks import kl_vae as checks")
     yield shell
     InteractiveShell.clear_instance()
 
@@ -71,7 +71,7 @@ def test_an_error_in_the_students_code_names_their_line(shell, capsys) -> None:
 def test_a_wrong_value_is_shown_on_its_input_expected_and_got() -> None:
     import torch
 
-    from autograder.checks import core
+    from dgmlab.checks import core
 
     mu = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
     with pytest.raises(core.CheckFailed) as info:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.checks.program import (
+from dgmlab.checks.program import (
     _FIELDS,
     ALLOWED_OPS,
     FORBIDDEN_OPS,

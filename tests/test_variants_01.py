@@ -743,10 +743,10 @@ def x_test() -> torch.Tensor:
     """What a graded notebook's x_test holds: the first 8 000 MNIST test images."""
     import torchvision
 
-    from autograder.data import data_dir, mnist_present
+    from dgmlab.data import data_dir, mnist_present
 
     if not mnist_present(data_dir()):
-        pytest.skip("MNIST is not provisioned (python -m autograder.data)")
+        pytest.skip("MNIST is not provisioned (python -m dgmlab.data)")
     data = torchvision.datasets.MNIST(data_dir(), train=False, download=True).data[:8000]
     return data.float().div(255).unsqueeze(1)
 
@@ -758,7 +758,7 @@ def trained() -> dict[str, nn.Module]:
 
     import torchvision
 
-    from autograder.data import data_dir
+    from dgmlab.data import data_dir
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # why: two CPU cores are shared; one thread trains as fast here

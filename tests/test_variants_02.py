@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from autograder.checks import kl_vae as checks
+from dgmlab.checks import kl_vae as checks
 from tests import sampler_variants, variants
 
 CPU = torch.device("cpu")
@@ -1044,7 +1044,7 @@ TRAINED: set = set()  # the names functions that need the trained reference (slo
 def mnist() -> tuple[Tensor, Tensor]:
     from torchvision.datasets import MNIST
 
-    from autograder.data import data_dir
+    from dgmlab.data import data_dir
 
     def load(train: bool) -> Tensor:
         return MNIST(data_dir(), train=train, download=True).data.float().div(255).flatten(1)
@@ -1288,9 +1288,9 @@ def test_trained_reference_clears_the_hidden_bar() -> None:
     varies from grading to grading. Under 20 judge seeds the trained reference's loss stays
     C = 5.5 sd below the hidden bar (the sd inflated by half for its own estimation error): a
     false failure below 3.8e-8 per grading; and its KL stays above the collapse bar."""
-    from autograder.checks import program, stats
-    from autograder.heldout import held_out_test_images
     from autograder.hidden import kl_vae as hidden
+    from dgmlab.checks import program, stats
+    from dgmlab.heldout import held_out_test_images
 
     vae = trained_vae().eval()
     images = held_out_test_images().flatten(1)

@@ -20,8 +20,8 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from autograder import verdict
-from autograder.checks import conv_vae as checks
-from autograder.checks import evidence
+from dgmlab.checks import conv_vae as checks
+from dgmlab.checks import evidence
 from tests import sampler_variants, variants
 from tests.test_checks_conv_vae import ref
 
@@ -609,7 +609,7 @@ def mnist(train: bool) -> torch.Tensor:
     """MNIST as the notebook loads it: (N, 1, 28, 28) grey levels in [0, 1]."""
     from torchvision.datasets import MNIST
 
-    from autograder.data import data_dir
+    from dgmlab.data import data_dir
 
     return MNIST(data_dir(), train=train, download=True).data.float().div(255).unsqueeze(1)
 

@@ -1335,15 +1335,15 @@ TRAIN_STEPS = 2500
 def padded(train: bool) -> torch.Tensor:
     from torchvision.datasets import MNIST
 
-    from autograder.checks import elbo
-    from autograder.data import data_dir
+    from dgmlab.checks import elbo
+    from dgmlab.data import data_dir
 
     return elbo.pad_images(MNIST(data_dir(), train=train, download=True).data.float().div(255))
 
 
 def notebook_x_test() -> torch.Tensor:
     """The notebook's x_test while graded: the first 8000 test images, padded."""
-    from autograder.heldout import PUBLIC_TEST
+    from dgmlab.heldout import PUBLIC_TEST
 
     return padded(False)[:PUBLIC_TEST]
 

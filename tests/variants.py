@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from autograder import template, verdict, views
-from autograder.checks import evidence
-from autograder.checks.core import Check, CheckFailed
+from dgmlab.checks import evidence
+from dgmlab.checks.core import Check, CheckFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_MISTAKES, MIN_CORRECT = 6, 4  # per graded item, as issue 10 asks
@@ -76,8 +76,11 @@ def test_cells(lab: str) -> dict[str, tuple[Statement, ...]]:
 def statements(source: str, modules: dict[str, str]) -> list[Statement]:
     """The cell's `checks.NAME(...)` statements, each with its positional answers as source."""
     hidden = verdict.hidden_lines(source)
-    found = []
+    found, modules = [], dict(modules)
     for node in ast.parse(verdict.strip_magics(source)).body:
+        if bound := verdict.module_bindings(node):  # the hidden region's import of its checks
+            modules.update(bound)
+            continue
         call = verdict.check_call(node, modules)
         assert call is not None, f"line {node.lineno}: not a check call: {ast.unparse(node)}"
         check, params = call

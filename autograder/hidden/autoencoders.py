@@ -1,4 +1,4 @@
-"""Hidden thresholds of lab 01 (autograder.checks.autoencoders); never in a graded kernel."""
+"""Hidden thresholds of lab 01 (dgmlab.checks.autoencoders); never in a graded kernel."""
 
 # The trained denoiser's bar for `checks.check_denoiser(denoiser, x_test, bar="hidden")`: the
 # per-image sum of squared errors on the 2 000 held-out test images, noise std 0.3 drawn by the

@@ -1,7 +1,7 @@
 """Lab 03 (conv VAE): the hidden bar of the trained model, never visible to a graded kernel.
 
 The judge of `conv_vae.check_trained_vae(..., bar="hidden")` computes the negative ELBO per image
-on the 2000 held-out MNIST test images (autograder.heldout), one posterior sample per image drawn
+on the 2000 held-out MNIST test images (dgmlab.heldout), one posterior sample per image drawn
 by the judge from the exported encoder's (mu, log_var), decoded by the exported decoder.
 
 Calibration, reference solution on the 2-core CPU (one judge sampling seed):

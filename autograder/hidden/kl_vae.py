@@ -2,7 +2,7 @@
 
 The judge of `kl_vae.check_trained_vae(..., bar="hidden")` computes the lab's loss per image
 (squared error of one posterior sample decoded, plus the KL) on the 2000 held-out MNIST test
-images (autograder.heldout), z drawn by the judge from the exported encoder's (mu, log_var) and
+images (dgmlab.heldout), z drawn by the judge from the exported encoder's (mu, log_var) and
 decoded by the exported decoder.
 
 Calibration: the reference solution with the lab's schedule (warm-up 1, annealing 4, 8 epochs)

@@ -4,7 +4,7 @@
 # %% before reparameterize
 import os
 from pathlib import Path
-from autograder.checks import evidence
+from dgmlab.checks import evidence
 root = Path(os.environ[evidence.EVIDENCE_ENV])
 (root / "reparameterize").mkdir(parents=True, exist_ok=True)
 os.symlink("{COURSE}/gradebook.db", root / "reparameterize" / "0.pt")

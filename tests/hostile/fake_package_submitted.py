@@ -3,8 +3,8 @@
 # why: a fake check library submitted beside the notebook
 # %% file autograder/__init__.py
 
-# %% file autograder/checks/__init__.py
+# %% file dgmlab/checks/__init__.py
 
-# %% file autograder/checks/kl_vae.py
+# %% file dgmlab/checks/kl_vae.py
 def __getattr__(name):
     return lambda *a, **k: print("passed")

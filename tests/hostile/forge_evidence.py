@@ -4,7 +4,7 @@
 # %% before reparameterize
 import os, torch
 from pathlib import Path
-from autograder.checks import core, evidence
+from dgmlab.checks import core, evidence
 def forged(self, *answers, **params):
     test, index, call = evidence.next_challenge(self.name)
     mu = call["inputs"].get("mu", torch.zeros(1))

@@ -3,8 +3,8 @@
 # why: a kl that returns the public check's known answers from a table; the hidden check has secret inputs
 # %% answer-kl
 import math
-from autograder.checks.core import EXACT_KL
-from autograder.checks.kl_vae import BATCH_MU, BATCH_LOG_VAR, _kl_reference
+from dgmlab.checks.core import EXACT_KL
+from dgmlab.checks.kl_vae import BATCH_MU, BATCH_LOG_VAR, _kl_reference
 TABLE = {(mu, round(lv, 6)): v for mu, lv, v in EXACT_KL}
 BATCH = _kl_reference(torch.tensor(BATCH_MU), torch.tensor(BATCH_LOG_VAR)).item()
 

@@ -4,7 +4,7 @@
 # %% before reparameterize
 import os, torch
 from pathlib import Path
-from autograder.checks import evidence, reparam
+from dgmlab.checks import evidence, reparam
 root = Path(os.environ[evidence.EVIDENCE_ENV])
 inputs = reparam._columns(reparam.ROWS)
 z = inputs["mu"] + torch.exp(0.5 * inputs["log_var"]) * torch.randn(inputs["mu"].shape)

@@ -2,8 +2,8 @@
 # base: wrong
 # why: core.expect and core.allclose rebound
 # %% before reparameterize
-import autograder.checks.core as core
-import autograder.checks.stats as stats
+import dgmlab.checks.core as core
+import dgmlab.checks.stats as stats
 core.expect = lambda *a, **k: None
 stats.expect = lambda *a, **k: None
 core.allclose = lambda *a, **k: True

@@ -3,7 +3,7 @@
 # why: a fake module swapped into sys.modules and re-imported
 # %% before reparameterize
 import sys, types
-fake = types.ModuleType("autograder.checks.kl_vae")
+fake = types.ModuleType("dgmlab.checks.kl_vae")
 fake.__getattr__ = lambda name: (lambda *a, **k: print("passed"))
-sys.modules["autograder.checks.kl_vae"] = fake
-from autograder.checks import kl_vae as checks
+sys.modules["dgmlab.checks.kl_vae"] = fake
+from dgmlab.checks import kl_vae as checks

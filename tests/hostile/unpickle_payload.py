@@ -4,7 +4,7 @@
 # %% before reparameterize
 import os, pickle, torch
 from pathlib import Path
-from autograder.checks import evidence
+from dgmlab.checks import evidence
 class Evil:
     def __reduce__(self):
         return (os.system, ("touch {MARKER}",))

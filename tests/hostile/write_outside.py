@@ -13,6 +13,6 @@ import sys, torch
 from pathlib import Path
 course = ctx["course"]
 assert not (course / "gradebook.db").read_bytes().endswith(b"x")
-assert not Path("{REPO}/autograder/checks/reparam.py").read_text().endswith("x")
+assert not Path("{REPO}/student/dgmlab/checks/reparam.py").read_text().endswith("x")
 for path in [Path(torch.__file__).parent / "x.py", Path("/usr/x"), Path("/etc/x"), Path("/x"), Path(sys.prefix) / "x"]:
     assert not path.exists(), path

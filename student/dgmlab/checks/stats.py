@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from autograder.checks.core import expect
+from dgmlab.checks.core import expect
 
 C = 5.5
 P_ONE = 3.8e-8  # 2 * (1 - Phi(C)): the false-failure probability of one assertion

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from autograder.checks import core, evidence, program, stats
-from autograder.checks.core import (
+from dgmlab.checks import core, evidence, program, stats
+from dgmlab.checks.core import (
     EXACT_KL,
     CheckFailed,
     collect,
@@ -38,18 +38,17 @@ from autograder.checks.core import (
     expect_shape,
     expect_tensor,
 )
-from autograder.checks.reparam import (  # noqa: F401  (the lab calls them as checks.*)
+from dgmlab.checks.reparam import (  # noqa: F401  (the lab calls them as checks.*)
     LOG_VAR,
     MU,
     check_reparameterization,
-    check_reparameterization_gradients,
 )
 
 ROWS = 100_000  # rows of the statistical checks (4 latent columns, MU and LOG_VAR of reparam)
 
 # The lab's two trained VAEs (Gaussian decoder N(x_hat, I) on 32x32 padded MNIST, latent 16,
 # 2500 Adam steps of 32 images, lr 1e-3) scored by `negative_elbo` on the 2000 held-out test
-# images (autograder.heldout, padded as the lab pads): 1/2 ||x - x_hat||^2 of one code sampled by
+# images (dgmlab.heldout, padded as the lab pads): 1/2 ||x - x_hat||^2 of one code sampled by
 # the judge plus the analytic KL, in nats per image, i.e. the negative ELBO less the constant
 # 512 ln(2 pi). These are harder than the whole test set: a collapsed posterior (the decoder
 # draws the average training image, KL 0) scores 27.75 there, 26.45 on the 10 000. Reference
@@ -385,37 +384,6 @@ def _judge_mc_latent_loss(inputs: dict, found: dict, rows: int = ROWS) -> None:
     )
 
 
-@collect
-def check_mc_latent_loss_gradients(mc_latent_loss: Callable, inputs: dict) -> dict:
-    """d/dz = z / B and d/dscale = -1 / (scale B), exactly (B the batch size)."""
-    z, eps, scale = (inputs[k].clone().requires_grad_(True) for k in ("z", "eps", "scale"))
-    value = mc_latent_loss(z, eps, scale)
-    found: dict = {"value": value}
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.requires_grad:
-        value.backward()
-        found.update(z_grad=z.grad, scale_grad=scale.grad)
-    return found
-
-
-@check_mc_latent_loss_gradients.inputs
-def _mc_gradient_inputs() -> dict:
-    return _random_latents(4, 3)
-
-
-@check_mc_latent_loss_gradients.judge
-def _judge_mc_gradients(inputs: dict, found: dict) -> None:
-    z, scale = inputs["z"], inputs["scale"]
-    _scalar(found.get("value"), "mc_latent_loss")
-    batch = z.shape[0]
-    z_grad, scale_grad = found.get("z_grad"), found.get("scale_grad")
-    _expect_gradient(z_grad, z.double() / batch, "d mc_latent_loss / d z should be z / batch_size")
-    _expect_gradient(
-        scale_grad,
-        -1 / (scale.double() * batch),
-        "d mc_latent_loss / d scale should be -1 / (scale * batch_size), from the -log(scale) term",
-    )
-
-
 def _exact_kl_batches() -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, scale) of one row holding the five EXACT_KL pairs as its dimensions."""
     mean = torch.tensor([[p[0] for p in EXACT_KL]])
@@ -474,40 +442,6 @@ def _judge_kl_latent_loss(inputs: dict, found: dict) -> None:
     expect(
         _allclose(got, want, 1e-5, 1e-6),
         f"on a random batch: {got.item():.6f}, torch.distributions.kl_divergence gives {want:.6f}",
-    )
-
-
-@collect
-def check_kl_latent_loss_gradients(kl_latent_loss: Callable, inputs: dict) -> dict:
-    """d/dmean = mean / B and d/dscale = (scale - 1 / scale) / B, exactly."""
-    mean = inputs["mean"].clone().requires_grad_(True)
-    scale = inputs["scale"].clone().requires_grad_(True)
-    value = kl_latent_loss(mean, scale)
-    found: dict = {"value": value}
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.requires_grad:
-        value.backward()
-        found.update(mean_grad=mean.grad, scale_grad=scale.grad)
-    return found
-
-
-@check_kl_latent_loss_gradients.inputs
-def _kl_gradient_inputs() -> dict:
-    return {"mean": 2 * torch.randn(6, 3), "scale": torch.exp(torch.empty(6, 3).uniform_(-1, 1))}
-
-
-@check_kl_latent_loss_gradients.judge
-def _judge_kl_gradients(inputs: dict, found: dict) -> None:
-    mean, s = inputs["mean"].double(), inputs["scale"].double()
-    _scalar(found.get("value"), "kl_latent_loss")
-    batch = mean.shape[0]
-    mean_grad, scale_grad = found.get("mean_grad"), found.get("scale_grad")
-    _expect_gradient(
-        mean_grad, mean / batch, "d kl_latent_loss / d mean should be mean / batch_size"
-    )
-    _expect_gradient(
-        scale_grad,
-        (s - 1 / s) / batch,
-        "d kl_latent_loss / d scale should be (scale - 1 / scale) / batch_size",
     )
 
 
@@ -1211,7 +1145,7 @@ def pad_images(images: torch.Tensor) -> torch.Tensor:
 
 def held_out_padded() -> torch.Tensor:
     """The 2000 held-out MNIST test images, padded as the lab pads them (the judge's test set)."""
-    from autograder.heldout import held_out_test_images
+    from dgmlab.heldout import held_out_test_images
 
     return pad_images(held_out_test_images())
 

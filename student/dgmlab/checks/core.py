@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autograder.checks import evidence
+from dgmlab.checks import evidence
 
 # References captured when the check library is imported, which the lab's locked first cell
 # does before any student code runs: a submission that later rebinds torch.allclose and friends
@@ -137,6 +137,8 @@ def expect_tensor(value: Any, what: str) -> torch.Tensor:
     """Return `value` if it is a tensor, else fail naming what was returned instead."""
     if value is None:  # a function whose body is still the stub `...` returns None
         raise CheckFailed(f"not implemented yet: {what} is None (nothing was returned)")
+    if value is Ellipsis:  # `return (...)` with the stub still in the parentheses
+        raise CheckFailed(f"not implemented yet: {what} is still the stub `...`")
     expect(
         isinstance(value, torch.Tensor),
         f"{what} should be a torch.Tensor, got {type(value).__name__}",
@@ -298,6 +300,8 @@ def collect(fn: Callable[..., Evidence]) -> Check:
 def answer_tensor(found: Evidence, key: str, what: str) -> torch.Tensor:
     """The tensor the student's code returned under `key`, or CheckFailed naming what it was."""
     value = found.get(key)
+    if isinstance(value, dict) and value.get(evidence.OBJECT) == "ellipsis":
+        raise CheckFailed(f"not implemented yet: {what} is still the stub `...`")
     if isinstance(value, dict) and evidence.OBJECT in value:
         raise CheckFailed(f"{what} should be a torch.Tensor, got {value[evidence.OBJECT]}")
     return expect_tensor(value, what)

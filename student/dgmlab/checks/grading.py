@@ -10,7 +10,7 @@ who run without the variable, keep ordinary fresh randomness.
 
 import os
 
-from autograder.checks.core import seed_everything, stable_seed
+from dgmlab.checks.core import seed_everything, stable_seed
 
 GRADING_ENV = "AUTOGRADER_GRADING"
 SALT_ENV = "AUTOGRADER_SEED_SALT"

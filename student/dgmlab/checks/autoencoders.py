@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.checks import core, program, stats
-from autograder.checks.core import answer_tensor, collect, device_of, expect, expect_shape
+from dgmlab.checks import core, program, stats
+from dgmlab.checks.core import answer_tensor, collect, device_of, expect, expect_shape
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -34,7 +34,7 @@ AE_PARAMETERS = 218_192  # the AE of the lab: 100,480 + 8,256 + 8,320 + 101,136
 CAE_FILTERS = [16, 32, 64]
 BATCH = 256  # images per statistical call: 256 * 784 = 200,704 pixels
 
-# The trained denoiser is scored on the 2 000 held-out MNIST test images (autograder.heldout:
+# The trained denoiser is scored on the 2 000 held-out MNIST test images (dgmlab.heldout:
 # a graded kernel never sees them), corrupted by the judge's own noise: the per-image sum of
 # squared errors of its output against the clean image.
 NOISE_STD = 0.3
@@ -741,7 +741,7 @@ def held_out_loss(model: program.Program) -> float:
     """Per-image sum of squared errors of `model` on the held-out test images, corrupted here.
 
     The noise is drawn from the caller's (the judge's seeded) generator, on the CPU."""
-    from autograder.heldout import held_out_test_images
+    from dgmlab.heldout import held_out_test_images
 
     clean = held_out_test_images().unsqueeze(1)
     noisy = (clean + NOISE_STD * torch.randn(clean.shape)).clamp(0, 1)
