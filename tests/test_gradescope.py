@@ -561,7 +561,8 @@ def test_sandbox_on_grades_in_bubblewrap(released, tmp_path) -> None:
     assert gradescope.validate(doc) == [], log
     assert doc["score"] == 5.0 and doc["extra_data"]["sandbox"] is True
     assert "ignored, not part of the lab: draft.ipynb" in doc["output"].splitlines()
-    assert "Graded without the sandbox" not in doc["output"]
+    assert doc["output"].splitlines()[-1] == "Isolation: sandbox."
+    assert doc["extra_data"]["isolation"] == gradescope.SANDBOXED
 
 
 # ---------------------------------------------------------------- unsandboxed, as an unprivileged user
