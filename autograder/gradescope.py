@@ -9,6 +9,10 @@ submission. It grades /autograder/submission/*.ipynb with the grader of `autogra
 (worker.run: the lab's nbgrader source with its hidden tests, the release, MNIST, all from the
 zip) and writes /autograder/results/results.json, whatever went wrong.
 
+Without the sandbox (bubblewrap seldom runs in Gradescope's containers) the grader, root there,
+starts the student's kernel as an unprivileged user and first makes what only it may touch
+root's alone: /autograder/source (hidden tests, full MNIST) and /autograder/results.
+
 `GRADESCOPE_ROOT` (default /autograder) moves the whole layout, so that a test lays out
 Gradescope's directories in a temporary folder and runs the zip's run_autograder there.
 
@@ -53,6 +57,9 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SANDBOX_MODES = ("off", "auto", "on")
 RESERVE_S = 90  # of Gradescope's time limit: starting Python, judging, writing the results
 CONFIG = "autograder.json"
+METADATA = "submission_metadata.json"  # Gradescope's: the submitters, their earlier results
+# How the student's code was kept from the grader's files (results.json says which).
+SANDBOXED, UNPRIVILEGED, UNISOLATED = "sandbox", "unprivileged user, no sandbox", "none"
 STUDENT = "gradescope"  # the grader's name for the one submission a container grades
 # What a project's copy leaves out before its wheel is built (setuptools builds in the tree).
 NOT_SOURCES = (".git", ".venv", "venv", "build", "dist", "notebooks", "*.egg-info", "__pycache__")
@@ -272,9 +279,16 @@ def test_entries(test: job.TestResult, cell: Graded, seconds: float, failed: boo
 
 
 def results_document(
-    lab: str, result: job.JobResult, cells: list[Graded], seconds: float, times: dict[str, float]
+    lab: str,
+    result: job.JobResult,
+    cells: list[Graded],
+    seconds: float,
+    times: dict[str, float],
+    isolation: str | None = None,
 ) -> dict:
-    """results.json of a graded submission."""
+    """results.json of a graded submission; `isolation` one of SANDBOXED, UNPRIVILEGED and
+    UNISOLATED (default: as result.sandboxed says)."""
+    isolation = isolation or (SANDBOXED if result.sandboxed else UNISOLATED)
     by_id = {c.grade_id: c for c in cells}
     tests = []
     for test in result.tests:
@@ -289,8 +303,8 @@ def results_document(
     if manual:
         lines.append(f"{points(manual)} of this lab graded by hand on Gradescope, not here.")
     lines += [n for n in result.notes if "WITHOUT the sandbox" not in n]
-    if not result.sandboxed and result.error is None:
-        lines.append("Graded without the sandbox: Gradescope runs each submission in a container.")
+    if result.error is None:
+        lines.append(f"Isolation: {isolation}.")
     return {
         "score": sum(t["score"] for t in tests),
         "execution_time": round(seconds, 1),
@@ -303,6 +317,7 @@ def results_document(
             "max_score": sum(t["max_score"] for t in tests),
             "manual_points": manual,
             "sandbox": result.sandboxed,
+            "isolation": isolation,
             "grader": f"{DISTRIBUTION} {metadata.version(DISTRIBUTION)}",
         },
         "tests": tests,
@@ -628,6 +643,32 @@ def sandbox_decision(mode: str) -> tuple[bool, str | None]:
     )
 
 
+def isolation_without_sandbox() -> str:
+    """UNPRIVILEGED where the grader is root and the kernel can run as the sandbox user with
+    the worker's library and data copies, else UNISOLATED (the reason goes to the log)."""
+    library, data = worker.machine_files()
+    problem = sandbox.unprivileged_problem(sandbox.SANDBOX_UID, [library, data])
+    if problem is None:
+        return UNPRIVILEGED
+    print(f"grading with no isolation: {problem}", file=sys.stderr)
+    return UNISOLATED
+
+
+def protect_layout(root: Path) -> None:
+    """Before an unprivileged kernel starts: source/ (the hidden tests, the full MNIST, the
+    zip) root's alone, results/ root's and read-only to others, Gradescope's metadata (the
+    submitters' names and emails, earlier results) root's alone, and the root itself not
+    writable by others (results/ could be renamed away, `python -m` imports from it)."""
+    (root / "results").mkdir(exist_ok=True)
+    modes = {"source": 0o700, "results": 0o755, METADATA: 0o600}
+    for name, mode in modes.items():
+        path = root / name
+        if path.exists():
+            os.chown(path, 0, 0)
+            path.chmod(mode)
+    root.chmod(root.stat().st_mode & 0o7755)
+
+
 @contextlib.contextmanager
 def timed_tests() -> Iterator[dict[str, float]]:
     """Seconds each test cell ran, by grade id, while the block runs: job.TestResult keeps no
@@ -669,23 +710,29 @@ def grade_here(root: Path, started: float) -> dict:
     use_sandbox, refusal = sandbox_decision(config["sandbox"])
     notebook, others, missing = find_notebook(root / "submission", lab)
     times: dict[str, float] = {}
+    isolation = SANDBOXED if use_sandbox else UNISOLATED
     if refusal or missing:
         result = not_graded(release, refusal or missing)
         result.sandboxed = use_sandbox
     else:
         submission = notebook.read_bytes()
+        if not use_sandbox:
+            isolation = isolation_without_sandbox()
+        if isolation == UNPRIVILEGED:
+            protect_layout(root)
         policy = worker.Policy(
             use_sandbox=use_sandbox,
             cell_timeout=config["cell_timeout"],
             submission_timeout=config["submission_timeout"],
             retries=0,  # a second run would overrun Gradescope's time limit
             threads=config["threads"],
+            drop_privileges=isolation == UNPRIVILEGED,
         )
         digest = batch.digest(submission, source_path.read_bytes())
         task = worker.Task(STUDENT, lab, source, release, submission, digest, tuple(others), policy)
         with timed_tests() as times:
             result = worker.run(task).result
-    return results_document(lab, result, cells, time.monotonic() - started, times)
+    return results_document(lab, result, cells, time.monotonic() - started, times, isolation)
 
 
 def failure_document(root: Path, why: str, started: float) -> dict:
@@ -735,9 +782,10 @@ def simulate(
 ) -> tuple[dict, str]:
     """Lay out Gradescope's directories under `root` as its harness does and run the zip's
     run_autograder there: source/ unpacked (modes kept, as unzip does), run_autograder copied
-    to the root, submission/ holding `submission` (name -> bytes), an empty results/, and
-    venv/bin/python running `python` (default: this interpreter) in place of setup.sh's.
-    Return results.json and run_autograder's output."""
+    to the root, submission/ holding `submission` (name -> bytes), an empty results/ that
+    anyone may write (the harness's modes are not documented: the grader must not count on
+    them), and venv/bin/python running `python` (default: this interpreter) in place of
+    setup.sh's. Return results.json and run_autograder's output."""
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(root / "source")
         for info in archive.infolist():
@@ -749,6 +797,7 @@ def simulate(
         (root / "submission" / name).write_bytes(content)
     (root / "submission").mkdir(exist_ok=True)
     (root / "results").mkdir(exist_ok=True)
+    (root / "results").chmod(0o777)
     venv_python = root / "venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True, exist_ok=True)
     venv_python.write_text(f'#!/bin/sh\nexec "{python or sys.executable}" "$@"\n')

@@ -53,6 +53,7 @@ class Settings:
     scratch_mb: int = 2048  # what a notebook may write in all
     uid: int = sandbox.SANDBOX_UID  # as root: the user the kernel runs as (one per slot)
     cuda_devices: str | None = None  # the kernel's CUDA_VISIBLE_DEVICES; None: every device
+    drop_privileges: bool = False  # unsandboxed, as root: the kernel runs as `uid` all the same
 
 
 @dataclass
@@ -398,6 +399,7 @@ def grade(
             settings.threads,
             settings.uid,
             settings.cuda_devices,
+            settings.drop_privileges,
         )
         box.prepare()
         executed, outcome = run(cells, challenges, box, settings, secret)

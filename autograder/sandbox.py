@@ -9,6 +9,12 @@ sandbox's first process dies, the kernel removes everything else in it: no proce
 its grading), its own IPC, UTS and cgroup namespaces, and runs as an unprivileged user outside
 the namespace, so even a file the binds expose only by mistake is read as "other".
 The grader talks to the kernel over ZeroMQ IPC sockets in the scratch directory.
+
+Without the sandbox (enabled=False) the kernel sees the grader's whole filesystem; with
+`drop_privileges`, a grader running as root still starts it as the unprivileged user (setpriv,
+no_new_privs): it reads only what "other" may read, writes only its scratch and what the
+world may write, and cannot signal the grader. Where bubblewrap cannot run (Gradescope's
+containers) this is the isolation left; `unprivileged_problem` says whether it works here.
 """
 
 import contextlib
@@ -148,8 +154,17 @@ def staged(binds: list[tuple[str, Path, Path]], stage: Path, uid: int) -> tuple[
             target.touch()
         prefix += [str(source), str(target)]
         moved.append((mode, target, destination))
-    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-    return prefix + ["--", *drop], moved
+    return prefix + ["--", *setpriv(uid)], moved
+
+
+def setpriv(uid: int, *options: str) -> list[str]:
+    """The prefix that runs a command as `uid`, its group `uid` and no supplementary groups."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *options, "--"]
+
+
+# Unsandboxed, the kernel's only barrier is its user: no setuid program (su, mount) or file
+# capability may raise it again (bubblewrap sets the same flag for its own).
+NO_NEW_PRIVS = "--no-new-privs"
 
 
 @dataclass
@@ -164,6 +179,12 @@ class Sandbox:
     threads: str = "1"
     uid: int = SANDBOX_UID  # as root: the user the kernel runs as
     cuda_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the kernel; None: all there are
+    drop_privileges: bool = False  # unsandboxed, as root: the kernel runs as `uid` all the same
+
+    @property
+    def as_user(self) -> bool:
+        """Whether the kernel runs as `uid`: the grader is root, and sandboxes or drops."""
+        return os.getuid() == 0 and (self.enabled or self.drop_privileges)
 
     @property
     def scratch(self) -> Path:
@@ -181,12 +202,12 @@ class Sandbox:
             path.mkdir(parents=True, exist_ok=True)
         for path in (self.root, self.challenge, self.root / "stage"):
             os.chmod(path, 0o755)
-        if self.enabled and os.getuid() == 0:
+        if self.as_user:
             os.chown(self.scratch, self.uid, self.uid)
 
     def hand_over(self, path: Path) -> None:
         """Let the sandbox user read a file the grader wrote into the scratch directory."""
-        if self.enabled and os.getuid() == 0:
+        if self.as_user:
             os.chown(path, self.uid, self.uid)
 
     def environment(self, extra: dict[str, str]) -> dict[str, str]:
@@ -219,10 +240,12 @@ class Sandbox:
         return binds + [("--bind", self.scratch, self.scratch)]
 
     def wrap(self, argv: list[str], extra_env: dict[str, str]) -> list[str]:
-        """`argv` as the sandbox runs it (or unchanged with its environment, unsandboxed)."""
+        """`argv` as the sandbox runs it (or unchanged with its environment, unsandboxed,
+        as `uid` if it drops privileges)."""
         env = self.environment(extra_env)
         if not self.enabled:
-            return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+            plain = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+            return setpriv(self.uid, NO_NEW_PRIVS) + plain if self.as_user else plain
         binds, prefix = self.binds(), []
         if os.getuid() == 0:
             prefix, binds = staged(binds, self.root / "stage", self.uid)
@@ -254,6 +277,36 @@ def available() -> bool:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# What the unprivileged kernel must manage: start this interpreter and its ipykernel, and list
+# the library and data copies it is given.
+PROBE = "import os, sys, ipykernel\nfor path in sys.argv[1:]:\n    os.listdir(path)"
+
+
+def unprivileged_problem(uid: int, paths: list[Path], python: str | None = None) -> str | None:
+    """Why an unsandboxed kernel of `python` (default: this interpreter, the kernel's) cannot
+    run as `uid` here (None: it can). A Python under /root (pyenv's, say) or copies in a
+    directory only root may enter stop it."""
+    python = python or sys.executable
+    if os.getuid() != 0:
+        return "the grader does not run as root, so it cannot start the kernel as another user"
+    if shutil.which("setpriv") is None:
+        return "setpriv is not installed (expected util-linux's setpriv on the PATH)"
+    command = [*setpriv(uid, NO_NEW_PRIVS), "env", "-i", "PATH=/usr/bin:/bin", python]
+    command += ["-c", PROBE, *map(str, paths)]
+    try:
+        done = subprocess.run(command, cwd="/", capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the probe as user {uid} did not finish: {exc}"
+    if done.returncode == 0:
+        return None
+    last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    read = f" and read {', '.join(str(p) for p in paths)}" if paths else ""
+    return (
+        f"user {uid} cannot run {python} with ipykernel{read} ({last}); expected a Python "
+        "installation and copies that every user may read"
+    )
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """A Jupyter kernel manager whose kernel runs in a Sandbox, over IPC sockets in its scratch."""
 
@@ -279,6 +332,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         log = open(self.sandbox.root / "kernel.log", "ab")  # noqa: SIM115 (the kernel's, for good)
         kw.update(stdout=log, stderr=log)
         kw["preexec_fn"] = self.sandbox.preexec
+        if self.sandbox.as_user and not self.sandbox.enabled:
+            kw["cwd"] = str(self.sandbox.scratch)  # bubblewrap's --chdir; its own to write in
         await super()._async_launch_kernel(kernel_cmd, **kw)
         self.sandbox_process = self.provisioner.process  # kept past jupyter_client's cleanup
 

@@ -1,20 +1,29 @@
 """The Gradescope autograder zip: results.json's format, the zip, and its run in Gradescope's
 directories laid out in a temporary root (docs/gradescope.md)."""
 
+import contextlib
 import copy
 import importlib.metadata as metadata
 import json
 import math
+import os
 import re
 import shutil
+import stat
 import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 
-from autograder import cli, course, demo, gradescope, job, sandbox
+from autograder import cli, course, demo, gradescope, job, sandbox, slots
 from autograder.build import build
 from dgmlab.data import data_dir, mnist_present
 from tests.conftest import ROOT
@@ -167,8 +176,23 @@ def test_tests_with_hidden_checks_show_their_points_after_publication() -> None:
     assert doc["output"].splitlines() == [
         "Tests with hidden checks show their points when the grades are published.",
         "1 point of this lab graded by hand on Gradescope, not here.",
-        "Graded without the sandbox: Gradescope runs each submission in a container.",
+        "Isolation: none.",
     ]
+
+
+@pytest.mark.parametrize("isolation", [gradescope.SANDBOXED, gradescope.UNPRIVILEGED, None])
+def test_the_output_says_which_isolation_was_used(isolation) -> None:
+    result = job.JobResult(None, [job.TestResult("plain", 2.0, 2.0, "passed: check_a")])
+    result.sandboxed = isolation == gradescope.SANDBOXED
+    doc = gradescope.results_document("mini", result, CELLS[:1], 1.0, {}, isolation)
+    shown = {
+        gradescope.SANDBOXED: "sandbox",
+        gradescope.UNPRIVILEGED: "unprivileged user, no sandbox",
+        None: "none",
+    }[isolation]
+    assert doc["output"] == f"Isolation: {shown}."
+    assert doc["extra_data"]["isolation"] == shown
+    assert doc["extra_data"]["sandbox"] is (isolation == gradescope.SANDBOXED)
 
 
 def test_a_submission_that_cannot_be_graded_scores_zero_and_says_why() -> None:
@@ -537,4 +561,272 @@ def test_sandbox_on_grades_in_bubblewrap(released, tmp_path) -> None:
     assert gradescope.validate(doc) == [], log
     assert doc["score"] == 5.0 and doc["extra_data"]["sandbox"] is True
     assert "ignored, not part of the lab: draft.ipynb" in doc["output"].splitlines()
-    assert "Graded without the sandbox" not in doc["output"]
+    assert doc["output"].splitlines()[-1] == "Isolation: sandbox."
+    assert doc["extra_data"]["isolation"] == gradescope.SANDBOXED
+
+
+# ---------------------------------------------------------------- unsandboxed, as an unprivileged user
+
+TEST_UID = 61_433  # the kernels' users of these tests only (slot k: TEST_UID + k)
+
+
+def enterable_dir(prefix: str, mode: int = 0o755) -> Path:
+    """A new directory that other users may enter: pytest's tmp_path lies in a directory of
+    root's that only root may enter, where every read of the kernel's would fail anyway."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(mode)
+    return path
+
+
+def processes_of_test_users() -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.process_iter(["uids"])
+        if p.info["uids"] and TEST_UID <= p.info["uids"].real < TEST_UID + slots.MAX_SLOTS
+    ]
+
+
+@pytest.fixture(scope="module")
+def reachable_python() -> Iterator[Path]:
+    """A Python the unprivileged kernel may run, with this environment's packages: this
+    interpreter where every user may run it; else (a Python under /root, as pyenv's) a venv
+    of the system's Python of the same version, where anyone may enter, that sees this
+    environment's site-packages, as setup.sh's /autograder/venv on Gradescope."""
+    if os.getuid() != 0:
+        pytest.skip("needs root: only a root grader starts the kernel as another user")
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs util-linux's setpriv")
+    if sandbox.unprivileged_problem(TEST_UID, []) is None:
+        yield Path(sys.executable)
+        return
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = Path(f"/usr/bin/python{version}")
+    if not system.is_file():
+        pytest.skip(f"{sys.executable} is out of other users' reach, and {system} is missing")
+    top = enterable_dir("reachable-python-")
+    try:
+        venv = top / "venv"
+        subprocess.run([system, "-m", "venv", "--without-pip", venv], check=True)
+        site = venv / "lib" / f"python{version}" / "site-packages"
+        packages = sysconfig.get_path("purelib")
+        (site / "this-environment.pth").write_text(f"import site; site.addsitedir({packages!r})\n")
+        problem = sandbox.unprivileged_problem(TEST_UID, [], str(venv / "bin" / "python"))
+        if problem is not None:
+            pytest.skip(problem)
+        yield venv / "bin" / "python"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_an_unsandboxed_kernel_of_root_runs_as_the_slot_user(tmp_path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root: only a root grader starts the kernel as another user")
+    box = sandbox.Sandbox(tmp_path / "box", tmp_path, tmp_path, enabled=False, uid=TEST_UID)
+    assert box.wrap(["python"], {})[:2] == ["env", "-i"]  # drop_privileges off: as root
+    dropped = sandbox.Sandbox(
+        tmp_path / "dropped", tmp_path, tmp_path, enabled=False, uid=TEST_UID, drop_privileges=True
+    )
+    dropped.prepare()
+    command = dropped.wrap(["python"], {})
+    assert command[:8] == [
+        "setpriv",
+        f"--reuid={TEST_UID}",
+        f"--regid={TEST_UID}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+        "env",
+        "-i",
+    ]
+    assert command[-1] == "python"
+    assert dropped.scratch.stat().st_uid == TEST_UID  # the one place it writes
+    assert (dropped.challenge.stat().st_uid, stat.S_IMODE(dropped.challenge.stat().st_mode)) == (
+        0,
+        0o755,
+    )
+
+
+def test_the_probe_says_what_the_unprivileged_user_cannot_reach(reachable_python) -> None:
+    shared = enterable_dir("probe-")
+    try:
+        (shared / "private").mkdir(mode=0o700)
+        python = str(reachable_python)
+        assert sandbox.unprivileged_problem(TEST_UID, [shared], python) is None
+        assert sandbox.unprivileged_problem(TEST_UID, [shared, shared / "private"], python) == (
+            f"user {TEST_UID} cannot run {python} with ipykernel and read {shared}, "
+            f"{shared}/private (PermissionError: [Errno 13] Permission denied: "
+            f"'{shared}/private'); expected a Python installation and copies that every user "
+            "may read"
+        )
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_the_layout_is_made_root_s_alone_before_the_kernel_starts(tmp_path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root: the layout is protected only for a root grader")
+    root = tmp_path / "autograder"
+    for name in ("source/lab/source", "results", "submission"):
+        (root / name).mkdir(parents=True)
+    (root / "source" / "lab" / "source" / "mini.ipynb").write_text("hidden")
+    (root / gradescope.METADATA).write_text("{}")
+    for path in (root, root / "source", root / "results", root / gradescope.METADATA):
+        path.chmod(0o777)
+        os.chown(path, TEST_UID, TEST_UID)
+    gradescope.protect_layout(root)
+    modes = {
+        name: (path.stat().st_uid, stat.S_IMODE(path.stat().st_mode))
+        for name, path in [
+            ("source", root / "source"),
+            ("results", root / "results"),
+            ("metadata", root / gradescope.METADATA),
+            ("root", root),
+        ]
+    }
+    assert modes == {
+        "source": (0, 0o700),
+        "results": (0, 0o755),
+        "metadata": (0, 0o600),
+        "root": (TEST_UID, 0o755),  # still enterable: the venv lives there
+    }
+    assert (root / "source" / "lab" / "source" / "mini.ipynb").read_text() == "hidden"
+
+
+def daemon_of(uid: int) -> list[psutil.Process]:
+    """The `sleep` of `uid`, once its shell has exec'd it (not a child of this process)."""
+    with contextlib.suppress(psutil.Error):
+        return [
+            p
+            for p in processes_of_test_users()
+            if p.info["uids"].real == uid and p.name() == "sleep" and p.ppid() != os.getpid()
+        ]
+    return []
+
+
+def test_a_slot_ends_with_every_process_of_its_user_killed() -> None:
+    """A process of the kernel's that left its session (setsid, double fork) outlives the
+    kernel's process group: the slot's end finds it by its user."""
+    if os.getuid() != 0:
+        pytest.skip("needs root: a slot's processes are told apart by their user only as root")
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs util-linux's setpriv")
+    uid = TEST_UID + slots.MAX_SLOTS - 1  # no slot of a grading run in these tests
+    script = "(setsid sleep 300 >/dev/null 2>&1 &)"
+    subprocess.run([*sandbox.setpriv(uid), "sh", "-c", script], check=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not daemon_of(uid):
+        time.sleep(0.1)
+    assert daemon_of(uid), "the daemon did not start"
+    slots.clear(uid)
+    assert [p for p in processes_of_test_users() if p.info["uids"].real == uid] == []
+
+
+HOSTILE = """\
+import json, os, time
+
+ROOT, REPORT = "@ROOT@", "@REPORT@"
+
+
+def attempt(action):
+    try:
+        action()
+        return "ok"
+    except Exception as exc:
+        return type(exc).__name__
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path):
+    with open(path, "w") as f:
+        f.write('{"score": 1000, "tests": []}')
+
+
+found = {
+    "uid": os.getuid(),
+    "hidden tests": attempt(lambda: read(f"{ROOT}/source/lab/source/mini.ipynb")),
+    "full MNIST": attempt(lambda: read(f"{ROOT}/source/data/MNIST/raw/t10k-images-idx3-ubyte")),
+    "results": attempt(lambda: write(f"{ROOT}/results/results.json")),
+    "results, a new file": attempt(lambda: write(f"{ROOT}/results/planted.json")),
+}
+
+
+def rewrite_results_later():
+    # double fork and setsid: neither the kernel's child nor in its session or group
+    if os.fork():
+        os.wait()
+        return
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            started = time.monotonic()
+            while time.monotonic() - started < 30:
+                line = "alive"
+                if time.monotonic() - started >= 5:
+                    line = "rewrite: " + attempt(lambda: write(f"{ROOT}/results/results.json"))
+                with open(f"{REPORT}/daemon.log", "a") as log:
+                    log.write(line + "\\n")
+                time.sleep(0.5)
+    finally:
+        os._exit(0)
+
+
+rewrite_results_later()
+with open(f"{REPORT}/found.json", "w") as out:
+    json.dump(found, out)
+if any(outcome == "ok" for outcome in found.values()):  # what got through costs points
+
+    def kl(mu, log_var):
+        return mu.sum() * 0
+"""
+
+
+@pytest.mark.slow
+def test_an_unprivileged_kernel_reads_and_writes_nothing_of_the_graders(
+    released, reachable_python, monkeypatch
+) -> None:
+    """Without the sandbox, as root, in Gradescope's layout: the hidden tests, the full MNIST
+    and results/ are out of the kernel's reach, and its daemon dies with the grading."""
+    course_dir, zipped = released
+    monkeypatch.setenv("AUTOGRADER_SANDBOX_UID", str(TEST_UID))  # read by the grader's process
+    root, report = enterable_dir("gradescope-root-"), enterable_dir("hostile-report-", 0o1777)
+    try:
+        notebook = nbformat.read(course_dir / "submitted" / "full" / "mini" / "mini.ipynb", 4)
+        ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in notebook.cells]
+        hostile = HOSTILE.replace("@ROOT@", str(root)).replace("@REPORT@", str(report))
+        notebook.cells.insert(ids.index("kl"), nbformat.v4.new_code_cell(hostile))
+        # the kernel lives on past the daemon's first rewrites (the rest takes under a second)
+        notebook.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(7)"))
+        files = {"mini.ipynb": nbformat.writes(notebook).encode()}
+        started = time.monotonic()
+        doc, log = gradescope.simulate(zipped, root, files, python=reachable_python)
+        print(f"graded in {time.monotonic() - started:.1f} s")
+        assert gradescope.validate(doc) == [], log
+        written = (root / "results" / "results.json").read_bytes()
+        ran = sorted(p.name for p in report.iterdir())
+        assert ran == ["daemon.log", "found.json"], (ran, doc["output"], log)
+        beats = (report / "daemon.log").read_text()
+        time.sleep(8)
+        assert (root / "results" / "results.json").read_bytes() == written
+        assert json.loads(written) == doc
+        assert (report / "daemon.log").read_text() == beats, "the daemon outlived its grading"
+        assert processes_of_test_users() == []
+        assert set(beats.splitlines()) == {"alive", "rewrite: PermissionError"}, beats
+        found = json.loads((report / "found.json").read_text())
+        assert TEST_UID <= found.pop("uid") < TEST_UID + slots.MAX_SLOTS
+        assert found == dict.fromkeys(
+            ["hidden tests", "full MNIST", "results", "results, a new file"], "PermissionError"
+        )
+        assert sorted(p.name for p in (root / "results").iterdir()) == ["results.json"]
+        assert doc["score"] == 5.0, log
+        assert doc["extra_data"]["isolation"] == gradescope.UNPRIVILEGED
+        assert doc["output"].splitlines()[-1] == "Isolation: unprivileged user, no sandbox."
+    finally:
+        for process in processes_of_test_users():
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(report, ignore_errors=True)
