@@ -366,8 +366,12 @@ def mini_zip(built_course, tmp_path_factory) -> Path:
     return out
 
 
-def wheel_name() -> str:
-    return f"dgm_labs-{metadata.version('dgm-labs')}-py3-none-any.whl"
+def wheel_names() -> list[str]:
+    """The zip's wheels: the instructor package and the student package it depends on."""
+    return [
+        f"{dist.replace('-', '_')}-{metadata.version(dist)}-py3-none-any.whl"
+        for dist in ("dgm-labs", "dgm-labs-student")
+    ]
 
 
 @pytest.mark.data
@@ -383,7 +387,7 @@ def test_the_zip_holds_what_gradescope_runs(mini_zip) -> None:
         "run_autograder",
         "autograder.json",
         "requirements.txt",
-        f"wheels/{wheel_name()}",
+        *(f"wheels/{name}" for name in wheel_names()),
         "lab/source/mini.ipynb",
         "lab/release/mini.ipynb",
         "data/MNIST/raw/train-images-idx3-ubyte",
@@ -423,7 +427,7 @@ def test_setup_sh_is_bash_that_names_every_requirement(mini_zip, tmp_path) -> No
         assert checked.returncode == 0, checked.stderr
     setup = (tmp_path / "setup.sh").read_text()
     installed = re.findall(r'"\$SOURCE/(wheels/[^"\[]+\.whl)(?:\[[a-z,]+\])?"', setup)
-    assert installed == [f"wheels/{wheel_name()}"]
+    assert installed == [f"wheels/{name}" for name in wheel_names()]
     assert {w for w in names if w.startswith("wheels/")} == set(installed)
     assert '-r "$SOURCE/requirements.txt"' in setup
     for name in ("torch", "torchvision"):
