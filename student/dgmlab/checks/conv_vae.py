@@ -425,10 +425,13 @@ def _expect_same_posterior(forward: Any, encoded: Any, what: str) -> None:
     """forward(x)'s mu and log_var are encoder(x)'s, unchanged (eval mode: no sampling in them)."""
     for i, name in ((1, "mu"), (2, "log_var")):
         got, want = _tensor(forward[i], name), _tensor(encoded[i - 1], name)
-        expect(
-            _same(got, want, rtol=1e-5, atol=1e-6),
+        core.expect_close(
+            got,
+            want,
             f"forward(x) should return the {name} that encoder(x) returns, unchanged, got "
             f"different values{what}: apply no function to the heads' outputs in forward",
+            rtol=1e-5,
+            atol=1e-6,
         )
 
 

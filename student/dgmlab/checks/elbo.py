@@ -108,7 +108,7 @@ def _seen_gradient(grad: Any, want: torch.Tensor) -> str:
         return f"got a gradient of shape {tuple(grad.shape)}"
     if not bool(grad.any()):
         return "got a gradient of 0"
-    return f"got one off by up to {(grad.double() - want.double()).abs().max().item():.3g}"
+    return core.worst_case(grad, want, {})  # where it is furthest off: expected, got
 
 
 def _expect_gradient(grad: Any, want: torch.Tensor, expected: str) -> None:
@@ -223,9 +223,12 @@ def _judge_latent_layer(inputs: dict, found: dict) -> None:
             not _allclose(scale, v.exp(), 1e-5, 1e-6),
             "scale = exp(log_var) is the variance; the scale is exp(log_var / 2)",
         )
-        expect(
-            _allclose(scale, torch.exp(0.5 * v), 1e-5, 1e-6),
+        core.expect_close(
+            scale,
+            torch.exp(0.5 * v),
             "scale should be exp(log_var / 2), with log_var the output of the other head",
+            rtol=1e-5,
+            atol=1e-6,
         )
         # d sum(g * scale) / d W = (g * scale / 2)^T h for the log-variance head
         want = (inputs["g"].double() * torch.exp(0.5 * v) / 2).T @ h.double()
@@ -240,18 +243,24 @@ def _judge_latent_layer(inputs: dict, found: dict) -> None:
         far_m, far_v = far[mean_head], far[1 - mean_head]
         # float32 heads on features of size 20: absolute error ~1e-5 in m and v, so a relative
         # error ~1e-5 in exp(v / 2); the tolerances leave a factor 10 and more
-        expect(
-            _allclose(far_mean, far_m, 1e-5, 1e-3),
+        core.expect_close(
+            far_mean,
+            far_m,
             f"for large features h, where the heads reach values of {far_m.abs().max().item():.0f}, "
             "mean should still be its head's output: no activation, clamp or bound on the mean "
             f"(it ranges over [{far_mean.min().item():.3g}, {far_mean.max().item():.3g}])",
+            rtol=1e-5,
+            atol=1e-3,
         )
-        expect(
-            _allclose(far_scale, torch.exp(0.5 * far_v), 1e-4, 0.0),
+        core.expect_close(
+            far_scale,
+            torch.exp(0.5 * far_v),
             f"for large features h, where the log-variance head reaches values from "
             f"{far_v.min().item():.0f} to {far_v.max().item():.0f}, scale should still be "
             "exp(log_var / 2): a log-variance takes any real value, so no activation, clamp or "
             "bound on its head",
+            rtol=1e-4,
+            atol=0.0,
         )
         return
     expect(False, "mean should be the output of one linear head, unchanged (no activation)")
@@ -439,9 +448,12 @@ def _judge_kl_latent_loss(inputs: dict, found: dict) -> None:
     mean, scale = inputs["mean"].double(), inputs["scale"].double()
     want = kl_divergence(Normal(mean, scale), Normal(0.0, 1.0)).sum(1).mean()
     got = _scalar(found.get("random"), "kl_latent_loss")
-    expect(
-        _allclose(got, want, 1e-5, 1e-6),
+    core.expect_close(
+        got,
+        want,
         f"on a random batch: {got.item():.6f}, torch.distributions.kl_divergence gives {want:.6f}",
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -680,10 +692,13 @@ def _vae_forward_inputs() -> dict:
 
 
 def _expect_latent(latent: torch.Tensor, want: torch.Tensor, kind: str, call: str) -> None:
-    expect(
-        _allclose(latent, want, 1e-4, 1e-4),
+    core.expect_close(
+        latent,
+        want,
         f"with loss={kind!r} the latent loss of forward should be {call} = {want.item():.5f}, "
         f"got {latent.item():.5f}",
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 
@@ -1090,10 +1105,13 @@ def _judge_mix_images(inputs: dict, found: dict) -> None:
             _allclose(images[1], want[0], 1e-5, 1e-6) and _allclose(images[3], want[2], 1e-5, 1e-6),
             "images 1 and 3 should be the reconstructions of x1 and x2 from z = mean (no noise)",
         )
-        expect(
-            _allclose(images[2], want[1], 1e-5, 1e-6),
+        core.expect_close(
+            images[2],
+            want[1],
             f"with alpha = {alpha} the middle image should decode (1 - alpha) z1 + alpha z2: "
             "alpha = 0 gives the reconstruction of x1, alpha = 1 that of x2",
+            rtol=1e-5,
+            atol=1e-6,
         )
 
 
@@ -1128,10 +1146,13 @@ def _judge_traverse(inputs: dict, found: dict) -> None:
         images = _images_out(images, steps, f"traverse(model, x, dim={dim}, steps={steps})")
         z = _tiny_means(weights, x[None]).repeat(steps, 1)
         z[:, dim] = torch.linspace(-1, 1, steps, dtype=torch.float64)
-        expect(
-            _allclose(images, _tiny_decode(weights, z), 1e-5, 1e-6),
+        core.expect_close(
+            images,
+            _tiny_decode(weights, z),
             f"traverse(dim={dim}, steps={steps}) should decode the mean code of x with "
             f"coordinate {dim} replaced by each of torch.linspace(-1, 1, {steps}), the others kept",
+            rtol=1e-5,
+            atol=1e-6,
         )
 
 

@@ -152,9 +152,12 @@ def _judge_kl_normal(inputs: dict, found: dict) -> None:
             f"{got[i].item():.6f}"
         )
     same = _kl_normal_result(found, "same")
-    expect(
-        _allclose(same, torch.zeros_like(mu_q), 0, 1e-9),
+    core.expect_close(
+        same,
+        torch.zeros_like(mu_q),
         f"KL(q || q) should be 0, got values up to {same.abs().max().item():.3g}",
+        rtol=0,
+        atol=1e-9,
     )
 
 
@@ -360,17 +363,25 @@ def _judge_vae_methods(inputs: dict, found: dict) -> None:
     x = inputs["x"]
     x_hat, mu, log_var = _tensors(found.get("forward"), 3, "forward(x)")
     expect_shape(x_hat, x.shape, "x_hat")
-    expect(_allclose(mu, want["mu"], 1e-5, 1e-5), "forward(x)[1] should be the encoder's mu")
-    expect(
-        _allclose(log_var, want["log_var"], 1e-5, 1e-5),
+    core.expect_close(
+        mu, want["mu"], "forward(x)[1] should be the encoder's mu", rtol=1e-5, atol=1e-5
+    )
+    core.expect_close(
+        log_var,
+        want["log_var"],
         "forward(x)[2] should be the encoder's log_var",
+        rtol=1e-5,
+        atol=1e-5,
     )
     keep_graph = "forward(x) should keep the graph: training needs gradients"
     expect(found.get("forward_tracked") is True, keep_graph)
     standin, _, _ = _tensors(found.get("standin"), 3, "forward(x)")
-    expect(
-        _allclose(standin, want["standin"], 1e-5, 1e-5),
+    core.expect_close(
+        standin,
+        want["standin"],
         "forward(x) should decode z = self.reparameterize(mu, log_var)",
+        rtol=1e-5,
+        atol=1e-5,
     )
     grad = found.get("standin_grad")
     expect(
@@ -379,7 +390,7 @@ def _judge_vae_methods(inputs: dict, found: dict) -> None:
     )
     mu = _tensor(found.get("encode"), "encode(x)")
     expect_shape(mu, (5, LATENT), "encode(x)")
-    expect(_allclose(mu, want["mu"], 1e-5, 1e-5), "encode(x) should return the mean mu")
+    core.expect_close(mu, want["mu"], "encode(x) should return the mean mu", rtol=1e-5, atol=1e-5)
     expect(
         found.get("encode_tracked") is False,
         "encode(x) tracks gradients: compute it under torch.no_grad()",
@@ -387,7 +398,9 @@ def _judge_vae_methods(inputs: dict, found: dict) -> None:
     _expect_no_graph(found.get("encode_grad_modes"), "encode(x)", "encoder")
     x_hat = _tensor(found.get("reconstruct"), "reconstruct(z)")
     expect_shape(x_hat, (5, PIXELS), "reconstruct(z)")
-    expect(_allclose(x_hat, want["decoded"], 1e-5, 1e-5), "reconstruct(z) should be decoder(z)")
+    core.expect_close(
+        x_hat, want["decoded"], "reconstruct(z) should be decoder(z)", rtol=1e-5, atol=1e-5
+    )
     expect(
         found.get("reconstruct_tracked") is False,
         "reconstruct(z) tracks gradients: compute it under torch.no_grad()",
