@@ -8,6 +8,7 @@ needs no script and no network. latex2mathml converts; a formula it cannot read 
 in a <code> element, never lost.
 """
 
+import html
 from pathlib import Path
 
 from bs4 import BeautifulSoup
@@ -48,13 +49,15 @@ def render_text(text: str, budget: list[int] | None = None) -> str | None:
             or len(tex) > LONGEST
             or not plausible(opening, tex, text, end)
         ):
-            out.append(escape(text[i : at + len(opening)]))  # not a formula: keep the sign
+            out.append(
+                html.escape(text[i : at + len(opening)], quote=False)
+            )  # not a formula: keep the sign
             i = at + len(opening)
             continue
-        out += [escape(text[i:at]), mathml(tex, display)]
+        out += [html.escape(text[i:at], quote=False), mathml(tex, display)]
         i, found = end + len(closing), True
         budget[0] -= 1
-    out.append(escape(text[i:]))
+    out.append(html.escape(text[i:], quote=False))
     return "".join(out) if found else None
 
 
@@ -93,10 +96,6 @@ def plausible(opening: str, tex: str, text: str, end: int) -> bool:
         return True
     after = text[end + 1 : end + 2]
     return not (tex[0].isspace() or tex[-1].isspace() or after.isdigit())
-
-
-def escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def offline_math(html: str) -> str:

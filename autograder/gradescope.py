@@ -36,7 +36,6 @@ import traceback
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,7 +282,6 @@ def results_document(
     result: job.JobResult,
     cells: list[Graded],
     seconds: float,
-    times: dict[str, float],
     isolation: str | None = None,
 ) -> dict:
     """results.json of a graded submission; `isolation` one of SANDBOXED, UNPRIVILEGED and
@@ -294,7 +292,7 @@ def results_document(
     for test in result.tests:
         cell = by_id.get(test.grade_id, Graded(test.grade_id, test.max_score, False, False))
         failed = result.error is not None
-        tests += test_entries(test, cell, times.get(test.grade_id, 0.0), failed)
+        tests += test_entries(test, cell, test.seconds, failed)
     lines = [f"The submission could not be graded: {result.error}"] if result.error else []
     lines += [f"The run stopped in {result.stopped}"] if result.stopped else []
     if any(t["visibility"] == "after_published" for t in tests):
@@ -669,29 +667,6 @@ def protect_layout(root: Path) -> None:
     root.chmod(root.stat().st_mode & 0o7755)
 
 
-@contextlib.contextmanager
-def timed_tests() -> Iterator[dict[str, float]]:
-    """Seconds each test cell ran, by grade id, while the block runs: job.TestResult keeps no
-    time per test, so the grading client's execute_cell is timed here (a run graded again
-    replaces the first run's times)."""
-    times: dict[str, float] = {}
-    plain = job.GradingClient.execute_cell
-
-    def execute_cell(client, cell, cell_index, *args, **kwargs):
-        started = time.monotonic()
-        try:
-            return plain(client, cell, cell_index, *args, **kwargs)
-        finally:
-            if cell_index in client.challenges:
-                times[client.challenges[cell_index]["test"]] = time.monotonic() - started
-
-    job.GradingClient.execute_cell = execute_cell
-    try:
-        yield times
-    finally:
-        job.GradingClient.execute_cell = plain
-
-
 def not_graded(release: nbformat.NotebookNode, why: str) -> job.JobResult:
     """A submission that cannot be graded: every test at 0 with the reason."""
     return job.JobResult(None, job.zero_scores(release, why), error=why)
@@ -709,7 +684,6 @@ def grade_here(root: Path, started: float) -> dict:
     os.environ["DGM_DATA"] = str(source_dir / "data")  # the zip's MNIST, whatever is set
     use_sandbox, refusal = sandbox_decision(config["sandbox"])
     notebook, others, missing = find_notebook(root / "submission", lab)
-    times: dict[str, float] = {}
     isolation = SANDBOXED if use_sandbox else UNISOLATED
     if refusal or missing:
         result = not_graded(release, refusal or missing)
@@ -730,9 +704,8 @@ def grade_here(root: Path, started: float) -> dict:
         )
         digest = batch.digest(submission, source_path.read_bytes())
         task = worker.Task(STUDENT, lab, source, release, submission, digest, tuple(others), policy)
-        with timed_tests() as times:
-            result = worker.run(task).result
-    return results_document(lab, result, cells, time.monotonic() - started, times, isolation)
+        result = worker.run(task).result
+    return results_document(lab, result, cells, time.monotonic() - started, isolation)
 
 
 def failure_document(root: Path, why: str, started: float) -> dict:
@@ -744,7 +717,7 @@ def failure_document(root: Path, why: str, started: float) -> dict:
         release = worker.read_notebook(root / "source" / "lab" / "release" / f"{lab}.ipynb")
         source = worker.read_notebook(root / "source" / "lab" / "source" / f"{lab}.ipynb")
         result, cells = not_graded(release, why), graded_cells(source, release)
-    return results_document(lab, result, cells, time.monotonic() - started, {})
+    return results_document(lab, result, cells, time.monotonic() - started)
 
 
 def write_results(root: Path, document: dict) -> Path:

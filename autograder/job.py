@@ -14,7 +14,6 @@ This process parses the kernel's messages and reads evidence files; it runs no s
 """
 
 import copy
-import dataclasses
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
@@ -76,6 +75,7 @@ class TestResult:
     max_score: float
     message: str
     judged_in_kernel: bool = False
+    seconds: float = 0.0  # how long its cell ran (0: it did not run)
 
 
 @dataclass
@@ -189,17 +189,20 @@ class GradingClient(NotebookClient):
         self.challenges, self.box = challenges, box
         self.timed_out: set[int] = set()
         self.output_bytes: dict[int, int] = {}
+        self.seconds: dict[int, float] = {}
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         """Reveal the test's challenge only now, after every cell before it has run."""
         target = self.box.challenge / evidence.CURRENT
         if cell_index in self.challenges:
             evidence.save(self.challenges[cell_index], target)
+        started = time.monotonic()
         try:
             return await super().async_execute_cell(
                 cell, cell_index, execution_count, store_history
             )
         finally:
+            self.seconds[cell_index] = time.monotonic() - started
             target.unlink(missing_ok=True)
 
     execute_cell = run_sync(async_execute_cell)  # nbclient binds its own coroutine otherwise
@@ -229,6 +232,7 @@ class Run:
     errors: dict[int, str]  # cell index -> "Ename: evalue"
     stopped: str | None
     evidence_dir: Path
+    seconds: dict[int, float] = field(default_factory=dict)  # cell index -> seconds it ran
 
 
 def kernel_env(box: sandbox.Sandbox, secret: bytes) -> dict[str, str]:
@@ -280,7 +284,7 @@ def run(
     finally:
         watchdog.stop()
         manager.kill_sandbox()
-    return nb, Run(status, errors, stopped, box.scratch / "evidence")
+    return nb, Run(status, errors, stopped, box.scratch / "evidence", client.seconds)
 
 
 class Watchdog(threading.Thread):
@@ -447,7 +451,12 @@ def test_result(
             )
         )
     return TestResult(
-        cell.grade_id, points if passed else 0.0, points, "\n".join(lines), spec.judged_in_kernel
+        cell.grade_id,
+        points if passed else 0.0,
+        points,
+        "\n".join(lines),
+        spec.judged_in_kernel,
+        seconds=outcome.seconds.get(index, 0.0),
     )
 
 
@@ -465,7 +474,9 @@ def lab_hints(release: NotebookNode) -> dict[str, list[str]]:
         if meta.get("grade") and not meta.get("solution"):
             hints[meta["grade_id"]], pending = pending, []
         elif meta.get("solution") and cell.get("cell_type") == "code":
-            pending += [m.group(1) for line in source_of(cell).split("\n") if (m := HINT.match(line))]
+            pending += [
+                m.group(1) for line in source_of(cell).split("\n") if (m := HINT.match(line))
+            ]
     return hints
 
 
@@ -475,7 +486,7 @@ def with_hints(test: TestResult, hints: dict[str, list[str]]) -> TestResult:
     if test.score != 0.0 or not found:
         return test
     lines = "\n".join(f"hint: {hint}" for hint in found)
-    return dataclasses.replace(test, message=f"{test.message}\n{lines}")
+    return replace(test, message=f"{test.message}\n{lines}")
 
 
 def _verdict_line(v: verdict.Verdict) -> str:

@@ -146,14 +146,16 @@ def test_tests_with_hidden_checks_show_their_points_after_publication() -> None:
     result = job.JobResult(
         None,
         [
-            job.TestResult("plain", 2.0, 2.0, "passed: check_a"),
-            job.TestResult("mixed", 0.0, 3.0, "passed: check_b\nfailed: hidden test 1"),
+            job.TestResult("plain", 2.0, 2.0, "passed: check_a", seconds=1.5),
+            job.TestResult(
+                "mixed", 0.0, 3.0, "passed: check_b\nfailed: hidden test 1", seconds=2.0
+            ),
             job.TestResult("essay", None, 1.0, "awaiting manual grading"),
         ],
         notes=["graded WITHOUT the sandbox (--no-sandbox)"],
         sandboxed=False,
     )
-    doc = gradescope.results_document("mini", result, CELLS, 7.25, {"plain": 1.5, "mixed": 2.0})
+    doc = gradescope.results_document("mini", result, CELLS, 7.25)
     assert gradescope.validate(doc) == []
     shown = [
         (t["name"], t["score"], t["max_score"], t["status"], t["visibility"]) for t in doc["tests"]
@@ -184,7 +186,7 @@ def test_tests_with_hidden_checks_show_their_points_after_publication() -> None:
 def test_the_output_says_which_isolation_was_used(isolation) -> None:
     result = job.JobResult(None, [job.TestResult("plain", 2.0, 2.0, "passed: check_a")])
     result.sandboxed = isolation == gradescope.SANDBOXED
-    doc = gradescope.results_document("mini", result, CELLS[:1], 1.0, {}, isolation)
+    doc = gradescope.results_document("mini", result, CELLS[:1], 1.0, isolation)
     shown = {
         gradescope.SANDBOXED: "sandbox",
         gradescope.UNPRIVILEGED: "unprivileged user, no sandbox",
@@ -200,7 +202,7 @@ def test_a_submission_that_cannot_be_graded_scores_zero_and_says_why() -> None:
         cells=[graded_cell("plain", 2), graded_cell("essay", 1, True)]
     )
     result = gradescope.not_graded(release, "no notebook (.ipynb) in the submission")
-    doc = gradescope.results_document("mini", result, [CELLS[0], CELLS[2]], 1.0, {})
+    doc = gradescope.results_document("mini", result, [CELLS[0], CELLS[2]], 1.0)
     assert gradescope.validate(doc) == []
     assert doc["score"] == 0.0
     assert doc["output"].splitlines()[0] == (
