@@ -11,6 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from autograder import batch, course, demo
+from tests import lab_claims
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -151,6 +152,8 @@ def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
         released = tmp_path / "course" / "release" / lab / f"{lab}.ipynb"
         assert sources(released) == sources(tmp_path / "views" / "student" / f"{lab}.ipynb")
         smoke_run(released)
+        executed = tmp_path / "course" / "autograded" / "full" / lab / f"{lab}.ipynb"
+        lab_claims.check(lab, nbformat.read(executed, as_version=4))
     # a few hostile submissions on a real lab (the test lab's corpus is tests/test_hostile.py)
     rebound, stripped = hostile_on(tmp_path, "02-kl-vae")
     assert not any("judged in the kernel" in t.message for t in rebound + stripped)
