@@ -241,3 +241,17 @@ def test_real_mnist_provisions_and_loads_offline(tmp_path, capsys):
     assert round(train.data.double().mean().item() / 255, 4) == 0.1307
     image, label = train[0]
     assert image.size == (28, 28) and label == 5
+
+
+def test_binarize_draws_each_pixel_with_its_grey_level_and_a_seed_fixes_the_draw() -> None:
+    import torch
+
+    grey = torch.tensor([0.0, 1.0, 0.3]).repeat(20_000, 1)
+    fixed = data.binarize(grey, seed=7)
+    assert set(fixed.unique().tolist()) <= {0.0, 1.0}
+    assert fixed[:, 0].sum() == 0 and fixed[:, 1].min() == 1
+    # 20 000 draws of p = 0.3: sd 0.0032, so 0.3 +- 0.02 fails with probability < 1e-9
+    assert abs(fixed[:, 2].mean().item() - 0.3) < 0.02
+    assert torch.equal(fixed, data.binarize(grey, seed=7))
+    assert not torch.equal(fixed, data.binarize(grey, seed=8))
+    assert not torch.equal(data.binarize(grey), data.binarize(grey))

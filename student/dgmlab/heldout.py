@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dgmlab.data import FILES, data_dir, raw_dir
+from dgmlab.data import BINARIZE_SEED, FILES, binarize, data_dir, raw_dir
 from dgmlab.mnist_format import array_to_idx, idx_to_array
 
 HELD_OUT = 2000
@@ -23,6 +23,12 @@ PUBLIC_TEST = 10_000 - HELD_OUT
 def held_out_test_images() -> torch.Tensor:
     """The HELD_OUT images, (2000, 28, 28) floats in [0, 1]; a new tensor every call."""
     return _held_out()[0].float().div(255)
+
+
+def held_out_binarized_images() -> torch.Tensor:
+    """The HELD_OUT images binarised once and for all (`binarize` with BINARIZE_SEED), as the
+    labs with a Bernoulli likelihood score their test images; a new tensor every call."""
+    return binarize(held_out_test_images(), seed=BINARIZE_SEED)
 
 
 def held_out_test_labels() -> torch.Tensor:
