@@ -493,7 +493,9 @@ def _verdict_line(v: verdict.Verdict) -> str:
     """One line of a test's message: passed, or failed with the public reason."""
     if v.passed:
         return f"passed: {v.call.label}"
-    return f"failed: {v.call.label}" + ("" if v.call.hidden else f": {v.message}")
+    if v.call.hidden:  # a hidden call names no input, threshold or property
+        return f"failed: {v.call.label}"
+    return f"failed: {v.call.label}: {v.message}\n  tested: {v.call.check.tested}"
 
 
 def manual_results(cells: list[Cell]) -> list[TestResult]:

@@ -122,6 +122,26 @@ def test_reference_passes_every_exact_check(capsys: pytest.CaptureFixture) -> No
     assert capsys.readouterr().out.count("passed: ") == 13
 
 
+def test_the_public_schedule_stores_the_weights_the_grader_computes() -> None:
+    from autograder import references
+
+    for (warm_up, annealing), weights in checks.PUBLIC_SCHEDULE.items():
+        want = [references.kl_weight(warm_up, annealing, e) for e in range(checks.EPOCHS)]
+        assert list(weights) == pytest.approx(want, abs=1e-12)
+
+
+def test_a_self_check_without_the_grader_judges_the_public_schedule_only(monkeypatch) -> None:
+    # as in a student's install: dgmlab alone, no autograder.references
+    from dgmlab.checks import oracle
+
+    monkeypatch.setattr(oracle, "grader_reference", lambda name: None)
+    checks.check_kl_weight_manager(KLWeightManager, warm_up=5, annealing=10)
+    with pytest.raises(CheckFailed, match=r"\(5\) should be 0, got 0\.1"):
+        checks.check_kl_weight_manager(WeightOneEpochEarly, warm_up=5, annealing=10)
+    with pytest.raises(CheckFailed, match="the grader checks warm_up=0, annealing=5"):
+        checks.check_kl_weight_manager(KLWeightManager, warm_up=0, annealing=5)
+
+
 def test_exact_kl_values_agree_with_torch_distributions() -> None:
     for mu, log_var, want in checks.EXACT_KL:
         q = torch.distributions.Normal(mu, math.exp(0.5 * log_var))

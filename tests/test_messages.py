@@ -108,3 +108,27 @@ def test_a_failed_test_ends_with_the_labs_hints_for_what_it_checks() -> None:
     )
     passed = job.TestResult("b", 1.0, 1.0, "passed: check_b")
     assert job.with_hints(passed, hints) is passed
+
+
+def test_a_failed_public_call_says_what_its_check_tested_and_a_hidden_one_does_not() -> None:
+    from autograder import job, verdict
+    from dgmlab.checks import kl_vae
+
+    public = verdict.Call(kl_vae.check_kl_divergence, {}, 0, 1)
+    hidden = verdict.Call(kl_vae.check_kl_divergence, {}, 1, 2)
+    assert job._verdict_line(verdict.Verdict(public, False, "KL for mu = 2.0: 4, expected 2")) == (
+        "failed: check_kl_divergence: KL for mu = 2.0: 4, expected 2\n"
+        "  tested: Exact values of KL(N(mu, sigma^2) || N(0, 1)); sum over dimensions, mean over "
+        "the batch."
+    )
+    assert job._verdict_line(verdict.Verdict(hidden, False, "failed")) == "failed: hidden test 1"
+
+
+def test_a_failed_self_check_ends_with_what_it_tested(shell, capsys) -> None:
+    text = shown(
+        shell,
+        capsys,
+        "def reparameterize(mu, log_var):\n    return mu + torch.exp(log_var) * torch.randn_like(mu)\n"
+        "checks.check_reparameterization(reparameterize)",
+    )
+    assert "tested: z ~ N(mu, exp(log_var)) per element, fresh noise per row" in text, text

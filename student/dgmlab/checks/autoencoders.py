@@ -283,9 +283,12 @@ def _expect_linear_part(
 def _expect_composed(found: dict, y: torch.Tensor, name: str) -> None:
     """The model's own output on x is its decoder's output on its encoder's code, `y`."""
     output = answer_tensor(found, "output", f"{name}()(x)")
-    expect(
-        output.shape == y.shape and core.allclose(output.float(), y.float(), rtol=1e-4, atol=1e-5),
+    core.expect_close(
+        output.float(),
+        y.float(),
         f"{name}()(x) should be self.decoder(self.encoder(x))",
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 

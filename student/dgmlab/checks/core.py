@@ -4,6 +4,7 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import inspect
 import math
 import random
 import warnings
@@ -228,6 +229,7 @@ class Check:
     def __init__(self, collect: Callable[..., Evidence]) -> None:
         functools.update_wrapper(self, collect)
         self.name = f"{collect.__module__.rsplit('.', 1)[-1]}.{collect.__name__}"
+        self.tested = what_is_tested(collect)
         self._collect = collect
         self._inputs: Callable[..., dict] = lambda **params: {}
         self._judge: Callable[..., None] | None = None
@@ -288,8 +290,14 @@ class Check:
         try:
             self.verdict(inputs, found, params, seed)
         except CheckFailed as exc:  # say which check, as the grader's feedback does
-            raise CheckFailed(f"{self.__name__}: {exc}") from None
+            raise CheckFailed(f"{self.__name__}: {exc}\ntested: {self.tested}") from None
         print(f"passed: {self.__name__}")
+
+
+def what_is_tested(collect: Callable) -> str:
+    """The first paragraph of a collector's docstring, on one line: what its check tests."""
+    paragraph = (inspect.getdoc(collect) or "").split("\n\n")[0]
+    return " ".join(paragraph.split()) or collect.__name__
 
 
 def collect(fn: Callable[..., Evidence]) -> Check:

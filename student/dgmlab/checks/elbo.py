@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from dgmlab.checks import core, evidence, program, stats
+from dgmlab.checks import core, evidence, oracle, program, stats
 from dgmlab.checks.core import (
     EXACT_KL,
     CheckFailed,
@@ -270,13 +270,14 @@ def _judge_latent_layer(inputs: dict, found: dict) -> None:
 
 
 def _mc_reference(z: torch.Tensor, eps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    z, eps, scale = z.double(), eps.double(), scale.double()
-    return (z.pow(2) / 2 - eps.pow(2) / 2 - scale.log()).sum(1).mean()
+    """log q(z) - log p(z) summed over dimensions, averaged over the batch (q's mean is
+    z - scale * eps: the z was drawn as mean + scale * eps), by torch.distributions."""
+    mean = z.double() - scale.double() * eps.double()
+    return oracle.log_ratio(z, mean, scale).sum(1).mean()
 
 
 def _kl_reference(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    mean, var = mean.double(), scale.double().pow(2)
-    return (0.5 * (var + mean.pow(2) - var.log() - 1)).sum(1).mean()
+    return oracle.kl_to_prior(mean, scale).sum(1).mean()
 
 
 def _random_latents(batch: int = 2, dims: int = 3, log_scales: tuple = (0.25, 1.25)) -> dict:
@@ -291,15 +292,15 @@ SMALL_LOG_SCALES = (-4.5, -1.5)  # scales 0.011 to 0.22, as a trained encoder's 
 
 
 def _mc_mistake(got: float, z: torch.Tensor, eps: torch.Tensor, scale: torch.Tensor) -> str:
-    """A hint naming a known mistake that gives `got` on these inputs, or ''."""
-    z, eps, log_s = z.double(), eps.double(), scale.double().log()
+    """A hint naming a known mistake that gives `got` on these inputs, or ''. Each mistake is
+    the reference moved by the term the mistake gets wrong."""
+    want = _mc_reference(z, eps, scale)
+    log_s = scale.double().log().sum(1).mean()
     mistakes = {
-        "the -log(scale) term is missing": (z.pow(2) / 2 - eps.pow(2) / 2).sum(1).mean(),
-        "the sign of eps^2 / 2 is flipped": (z.pow(2) / 2 + eps.pow(2) / 2 - log_s).sum(1).mean(),
-        "it is summed over the batch, not averaged": (z.pow(2) / 2 - eps.pow(2) / 2 - log_s).sum(),
-        "it uses log(scale^2) where log(scale) belongs": (z.pow(2) / 2 - eps.pow(2) / 2 - 2 * log_s)
-        .sum(1)
-        .mean(),
+        "the -log(scale) term is missing": want + log_s,
+        "the sign of eps^2 / 2 is flipped": want + eps.double().pow(2).sum(1).mean(),
+        "it is summed over the batch, not averaged": want * len(z),
+        "it uses log(scale^2) where log(scale) belongs": want - log_s,
     }
     for hint, value in mistakes.items():
         if abs(got - value.item()) < 1e-4:
@@ -1101,10 +1102,15 @@ def _judge_mix_images(inputs: dict, found: dict) -> None:
             "images 0 and 4 should be x1 and x2",
         )
         want = _tiny_decode(weights, torch.stack([z1, (1 - alpha) * z1 + alpha * z2, z2]))
-        expect(
-            _allclose(images[1], want[0], 1e-5, 1e-6) and _allclose(images[3], want[2], 1e-5, 1e-6),
-            "images 1 and 3 should be the reconstructions of x1 and x2 from z = mean (no noise)",
-        )
+        for index, row in ((1, 0), (3, 2)):
+            core.expect_close(
+                images[index],
+                want[row],
+                f"mix_images(alpha={alpha}): image {index} should be the reconstruction of "
+                f"x{1 + row // 2} from z = mean (no noise)",
+                rtol=1e-5,
+                atol=1e-6,
+            )
         core.expect_close(
             images[2],
             want[1],
@@ -1196,12 +1202,11 @@ def negative_elbo(
             f"{tuple(mean.shape)} and {tuple(scale.shape)}",
         )
         mean, scale = mean.float(), scale.float()
-        z = mean + scale * torch.randn_like(mean)
+        z = oracle.posterior_sample(mean, scale)
         x_hat = expect_tensor(decode(z), "the decoder's output")
         expect_shape(x_hat, batch.shape, "the decoder's output")
         squared.append(0.5 * (x_hat.double() - batch.double()).pow(2).flatten(1).sum(1))
-        var = scale.double().pow(2)
-        kls.append(0.5 * (var + mean.double().pow(2) - var.log() - 1).sum(1))
+        kls.append(oracle.kl_to_prior(mean, scale).sum(1))
     rec, kl = torch.cat(squared).mean().item(), torch.cat(kls).mean().item()
     return rec + kl, kl
 
