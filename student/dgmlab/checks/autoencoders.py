@@ -220,7 +220,7 @@ def check_ae(AE: type[nn.Module], inputs: dict) -> dict:
     """AE(): self.encoder Linear 784-128 ReLU Linear 128-64 ReLU, self.decoder Linear 64-128
     ReLU Linear 128-784 Sigmoid, forward = decoder(encoder(x)); outputs in [0, 1]."""
     model = _instantiate(AE, "AE()")
-    expect(isinstance(model, nn.Module), "AE() should be an nn.Module")
+    expect(isinstance(model, nn.Module), f"AE() should be an nn.Module, got {type(model).__name__}")
     # a clone: the judge reads inputs["x"]
     return _parts(model, inputs["x"].clone().to(device_of(model)), "AE")
 
@@ -613,7 +613,9 @@ def check_cae(CAE: type[nn.Module], inputs: dict) -> dict:
     forward = decoder(encoder(x)), (B, 1, 28, 28) in and out; under a quarter of AE's parameters.
     """
     model = _instantiate(CAE, "CAE()")
-    expect(isinstance(model, nn.Module), "CAE() should be an nn.Module")
+    expect(
+        isinstance(model, nn.Module), f"CAE() should be an nn.Module, got {type(model).__name__}"
+    )
     return _parts(model, inputs["x"].clone().to(device_of(model)), "CAE")
 
 
@@ -724,7 +726,10 @@ def check_denoiser(
 
     The denoiser is exported here, traced on a few of the notebook's test images `x_test`; the
     judge scores it on the 2 000 held-out images with noise of its own."""
-    expect(isinstance(model, nn.Module), "the denoiser should be an nn.Module")
+    expect(
+        isinstance(model, nn.Module),
+        f"the denoiser should be an nn.Module, got {type(model).__name__}",
+    )
     x = core.expect_tensor(x_test, "x_test")
     expect(
         x.numel() >= 2 * PIXELS and x.numel() % PIXELS == 0,

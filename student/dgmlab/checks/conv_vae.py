@@ -220,7 +220,10 @@ def _judge_vae_loss(inputs: dict, found: dict) -> None:
 
 def _build(model_class: Callable[..., Any], latent: int, device: Any) -> nn.Module:
     model = model_class(latent_features=latent)
-    expect(isinstance(model, nn.Module), "ConvVAE(latent_features=...) should be an nn.Module")
+    expect(
+        isinstance(model, nn.Module),
+        f"ConvVAE(latent_features=...) should be an nn.Module, got {type(model).__name__}",
+    )
     expect(len(list(model.parameters())) > 0, "ConvVAE has no parameters: define its layers")
     return model.to(device)
 
