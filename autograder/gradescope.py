@@ -456,8 +456,10 @@ fi
 PIP=("$ROOT/venv/bin/python" -m pip --disable-pip-version-check --no-input)
 "${PIP[@]}" install -q --upgrade pip
 # torch and torchvision as a pair from one index: a torch of one index and a torchvision of
-# another do not load together.
-"${PIP[@]}" install -q @TORCH_INDEX@@TORCH_PINS@
+# another do not load together. Where PyTorch's CPU index lacks the pinned pair (or cannot be
+# reached), both come from PyPI: larger wheels, the same versions.
+"${PIP[@]}" install -q @TORCH_INDEX@@TORCH_PINS@ \
+    || { echo "setup.sh: torch from PyPI instead" >&2; "${PIP[@]}" install -q @TORCH_PINS@; }
 "${PIP[@]}" install -q -r "$SOURCE/requirements.txt" @WHEELS@
 "$ROOT/venv/bin/python" -c "import autograder.gradescope, torch, torchvision, nbgrader"
 chmod +x "$SOURCE/run_autograder"
