@@ -66,15 +66,16 @@ HEAD_REACH = 3.0  # on those inputs mu and log_var both go below -3 and above 3 
 ROUNDING = 16 * 2**-24  # float32 unit roundoffs a computed point may be off by, relative
 NEAR = 0.01  # on those codes the decoder's outputs come within 0.01 of 0 and of 1
 
-# Negative ELBO per image (nats) on the 2000 held-out MNIST test images, one posterior sample per
-# image drawn by the judge, as negative_elbo computes. The public bar follows the issue's: the
-# seed's setting (latent 16, Adam 1e-4, batch 64, 3 epochs) should pass it. On all 10 000 test
-# images the reference in that setting scored 120.25, 120.45, 121.68 (training seeds 0-2, CPU)
-# and the old bar was 125.0, 3.3 nats above the worst; on the held-out images, from the harder
-# second half of MNIST's test set, the same models score 121.88, 122.12, 123.53, and the bar
-# keeps 3.5 nats above the worst (the judge's sampling moves a score by sd 0.16). The lab's own
-# training clears it by more than 10 nats; the hidden bar is in autograder.hidden.
-PUBLIC_MAX_NELBO = 127.0
+# Negative ELBO per image (nats) on the 2000 held-out MNIST test images in their fixed
+# binarisation (dgmlab.heldout.held_out_binarized_images), one posterior sample per image drawn by
+# the judge, as negative_elbo computes. The public bar follows the issue's: the seed's setting
+# (latent 16, Adam 1e-4, batch 64, 3 epochs) should pass it. Re-measured for issue 14, with the
+# lab's 16/32-channel model trained on dynamically binarised batches: in that setting the
+# reference scores 133.43, 131.24, 136.02 on the held-out images (training seeds 0-2, CPU; on all
+# 10 000 binarised test images 131.60, 129.27, 133.95), and the bar keeps 3.5 nats above the
+# worst, as before (the judge's sampling moves a score by sd 0.11). The lab's own training clears
+# it by more than 20 nats; the hidden bar is in autograder.hidden.
+PUBLIC_MAX_NELBO = 139.5
 
 
 def _tensor(value: Any, what: str) -> torch.Tensor:
