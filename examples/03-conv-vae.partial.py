@@ -9,13 +9,13 @@ class ConvVAE(nn.Module):
     def __init__(self, latent_features=16):
         super().__init__()
         self.latent_features = latent_features
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=4, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=4, stride=2, padding=1)
-        self.fc_mu = nn.Linear(64 * 7 * 7, latent_features)
-        self.fc_log_var = nn.Linear(64 * 7 * 7, latent_features)
-        self.fc_up = nn.Linear(latent_features, 64 * 7 * 7)
-        self.deconv1 = nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1)
-        self.deconv2 = nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1)
+        self.conv1 = nn.Conv2d(1, 16, kernel_size=4, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, kernel_size=4, stride=2, padding=1)
+        self.fc_mu = nn.Linear(32 * 7 * 7, latent_features)
+        self.fc_log_var = nn.Linear(32 * 7 * 7, latent_features)
+        self.fc_up = nn.Linear(latent_features, 32 * 7 * 7)
+        self.deconv1 = nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1)
+        self.deconv2 = nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1)
 
     def reparameterize(self, mu, log_var):
         """A sample of N(mu, exp(log_var)) per element, differentiable in mu and log_var."""
@@ -30,7 +30,7 @@ class ConvVAE(nn.Module):
 
     def decoder(self, z):
         """Bernoulli probabilities of shape (B, 1, 28, 28) for codes z of shape (B, latent_features)."""
-        h = F.relu(self.fc_up(z)).view(-1, 64, 7, 7)
+        h = F.relu(self.fc_up(z)).view(-1, 32, 7, 7)
         return torch.sigmoid(self.deconv2(F.relu(self.deconv1(h))))
 
     def forward(self, x):

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Normal
 
 from autograder import sandbox, verdict
 from autograder.hidden_checks import conv_vae as hidden_checks
@@ -22,9 +23,18 @@ from dgmlab.checks import conv_vae as checks
 from dgmlab.checks import evidence, stats
 from dgmlab.checks.core import CheckFailed
 from dgmlab.checks.program import export_program, load_program
+from dgmlab.data import BINARIZE_SEED, binarize
 
 LAB = Path(__file__).resolve().parent.parent / "labs" / "03-conv-vae.md"
-ANSWERS = ("vae_loss", "ConvVAE", "linear_interpolation", "latent_linear_interpolation")
+AT_MOST_PUBLIC = f"expected at most {checks.PUBLIC_MAX_NELBO:g}"  # the public bar's message
+ANSWERS = (
+    "vae_loss",
+    "ConvVAE",
+    "log_importance_weights",
+    "iwae_bound",
+    "linear_interpolation",
+    "latent_linear_interpolation",
+)
 
 
 @functools.cache
@@ -48,7 +58,8 @@ def ref(name: str):
 
 @functools.cache
 def mnist_test() -> torch.Tensor:
-    return checks._mnist_test_images()
+    """The test set as the notebook loads it: binarised once, with BINARIZE_SEED."""
+    return checks._binarized_test_images()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,9 +193,11 @@ def test_reference_passes_every_check(capsys):
     checks.check_linear_interpolation(ref("linear_interpolation"))
     hidden_checks.check_linear_interpolation_batches(ref("linear_interpolation"))
     checks.check_latent_linear_interpolation(ref("latent_linear_interpolation"))
+    checks.check_log_importance_weights(ref("log_importance_weights"))
+    checks.check_iwae_bound(ref("iwae_bound"))
     out, err = capsys.readouterr()
     assert err == ""  # nbgrader zeroes a test cell that writes to stderr
-    assert out.count("passed: ") == 8
+    assert out.count("passed: ") == 10
 
 
 def _encoder_reads_len(self, x):
@@ -203,7 +216,8 @@ def test_a_model_exported_with_a_fixed_batch_size_passes(monkeypatch):
     x = torch.rand(8, 1, 28, 28)
     assert export_program(model.encoder, (x,))["batch"] == "static"
     checks.check_conv_vae(fixed)  # the judge runs its 4096 sampling images in batches of 5
-    images = torch.rand(1003, 1, 28, 28)  # not a multiple of 8: the last piece is padded
+    images = torch.bernoulli(torch.full((1003, 1, 28, 28), 0.3))  # 0/1: its own binarisation
+    # not a multiple of 8: the last piece is padded
     monkeypatch.setattr(checks, "_mnist_test_images", lambda: images)
     monkeypatch.setattr(checks, "_held_out_images", lambda: images.clone())
     found = checks.check_trained_vae.collect((model, images), {}, {}, seed=1)
@@ -332,6 +346,99 @@ def test_wrong_interpolation_fails(check, wrong, says):
     assert says in str(info.value)
 
 
+def _weights_from(mu, log_var, z, x_hat, x, log_q=None):
+    """log p(x | z) + log p(z) - log q(z | x) of decoded samples (K, B, ...)."""
+    q = Normal(mu, torch.exp(0.5 * log_var))
+    bce = F.binary_cross_entropy(x_hat, x.expand_as(x_hat), reduction="none").flatten(2).sum(-1)
+    log_q = q.log_prob(z).sum(-1) if log_q is None else log_q
+    return -bce + Normal(0.0, 1.0).log_prob(z).sum(-1) - log_q
+
+
+def _sampled(vae, x, K):
+    mu, log_var, _ = vae.encoder(x)
+    z = mu + torch.exp(0.5 * log_var) * torch.randn(K, *mu.shape)
+    return mu, log_var, z, vae.decoder(z.flatten(0, 1)).view(K, *x.shape)
+
+
+def weights_without_prior(vae, x, K):
+    mu, log_var, z, x_hat = _sampled(vae, x, K)
+    return _weights_from(mu, log_var, z, x_hat, x) - Normal(0.0, 1.0).log_prob(z).sum(-1)
+
+
+def weights_one_z(vae, x, K):
+    mu, log_var, z = vae.encoder(x)
+    x_hat = vae.decoder(z)[None]
+    return _weights_from(mu, log_var, z[None], x_hat, x).expand(K, -1)
+
+
+def weights_decoded_mean(vae, x, K):
+    mu, log_var, z, _ = _sampled(vae, x, K)
+    x_hat = vae.decoder(mu).expand(K, *x.shape)
+    return _weights_from(mu, log_var, z, x_hat, x)
+
+
+def weights_variance_as_sigma(vae, x, K):
+    mu, log_var, _ = vae.encoder(x)
+    z = mu + torch.exp(log_var) * torch.randn(K, *mu.shape)
+    return _weights_from(mu, log_var, z, vae.decoder(z.flatten(0, 1)).view(K, *x.shape), x)
+
+
+def weights_three_dimensional_codes(vae, x, K):
+    mu, log_var, _ = vae.encoder(x)
+    z = mu + torch.exp(0.5 * log_var) * torch.randn(K, *mu.shape)
+    return _weights_from(mu, log_var, z, vae.decoder(z), x)
+
+
+def bound_mean_of_logs(log_w):
+    return log_w.mean(0)
+
+
+def bound_sum(log_w):
+    return torch.logsumexp(log_w, dim=0)
+
+
+def bound_naive(log_w):
+    return log_w.exp().mean(0).log()
+
+
+WRONG_IWAE = [
+    (checks.check_log_importance_weights, weights_without_prior, "vary with z"),
+    (checks.check_log_importance_weights, weights_one_z, "all the same number"),
+    (checks.check_log_importance_weights, weights_decoded_mean, "decode every sample"),
+    (checks.check_log_importance_weights, weights_variance_as_sigma, "sigma = exp(log_var / 2)"),
+    (checks.check_log_importance_weights, weights_three_dimensional_codes, "z.flatten(0, 1)"),
+    (checks.check_iwae_bound, bound_mean_of_logs, "the ELBO estimate"),
+    (checks.check_iwae_bound, bound_sum, "subtract log K"),
+    (checks.check_iwae_bound, bound_naive, "use torch.logsumexp"),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "wrong", "says"), WRONG_IWAE, ids=[w.__name__ for _, w, _ in WRONG_IWAE]
+)
+def test_wrong_importance_sampling_fails(check, wrong, says):
+    with pytest.raises(CheckFailed) as info:
+        check(wrong)
+    assert says in str(info.value)
+
+
+def test_oracle_log_weights_average_minus_the_kl():
+    # The judge's own draws (torch.distributions) against the closed form: with a decoder that
+    # ignores z, log w - log p(x) = log p(z) - log q(z | x), whose mean under q is -KL(q || p)
+    # and whose variance is sum_j mu_j^2 sigma_j^2 + (1 - sigma_j^2)^2 / 2.
+    case = checks.check_log_importance_weights.make_inputs(3, {})["posterior"]
+    torch.manual_seed(0)
+    log_ratio = checks._oracle_log_weights(case, 20_000) - checks._likelihood(
+        case, torch.zeros(1, len(case["x"]), checks.IWAE_LATENT, dtype=torch.float64)
+    )
+    mu, log_var = checks._posterior_of(case)
+    kl = 0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(-1)
+    variance = (mu**2 * log_var.exp() + (1 - log_var.exp()) ** 2 / 2).sum(-1)
+    standard_error = (variance / 20_000).sqrt()
+    assert ((log_ratio.mean(0) + kl).abs() <= 5.5 * standard_error).all()
+    assert torch.allclose(log_ratio.var(0), variance, rtol=0.1)
+
+
 def test_student_stubs_fail_with_a_message():
     def stub(*args):  # what the student view defines before any answer: a body of `...`
         return None
@@ -348,6 +455,8 @@ def test_student_stubs_fail_with_a_message():
         lambda: checks.check_conv_vae(Stub),
         lambda: checks.check_linear_interpolation(stub),
         lambda: checks.check_latent_linear_interpolation(stub),
+        lambda: checks.check_log_importance_weights(stub),
+        lambda: checks.check_iwae_bound(stub),
     ):
         with pytest.raises(CheckFailed):
             run()
@@ -417,7 +526,7 @@ def all_white(monkeypatch):
 
 
 def test_trained_check_fails_a_model_that_is_good_only_at_z_equal_mu(all_white):
-    with pytest.raises(CheckFailed, match="expected at most 127"):
+    with pytest.raises(CheckFailed, match=AT_MOST_PUBLIC):
         checks.check_trained_vae(SharpAtTheMean(), all_white)
 
 
@@ -438,10 +547,14 @@ def test_negative_elbo_is_the_mean_of_the_loss_terms():
 
 @pytest.mark.data
 def test_trained_check_rejects_an_untrained_model_and_other_images():
-    with pytest.raises(CheckFailed, match="expected at most 127"):
+    with pytest.raises(CheckFailed, match=AT_MOST_PUBLIC):
         checks.check_trained_vae(Tiny(16), mnist_test())
     with pytest.raises(CheckFailed, match="whole MNIST test set"):
         checks.check_trained_vae(Tiny(16), mnist_test()[:1000])
+    with pytest.raises(CheckFailed, match="binarised with BINARIZE_SEED"):  # grey levels
+        checks.check_trained_vae(Tiny(16), checks._mnist_test_images())
+    with pytest.raises(CheckFailed, match="binarised with BINARIZE_SEED"):  # another draw
+        checks.check_trained_vae(Tiny(16), binarize(checks._mnist_test_images(), seed=1))
 
 
 @pytest.mark.data
@@ -454,7 +567,9 @@ def test_trained_check_scores_the_reference_model_on_the_held_out_images(monkeyp
     encoder, decoder = (load_program(found[part]) for part in ("encoder", "decoder"))
     held_out = checks._held_out_images()
     assert held_out.shape == (2000, 1, 28, 28)
-    assert torch.equal(held_out, mnist_test()[-2000:])
+    grey = checks._mnist_test_images()[-2000:]  # the last 2000, in their own fixed binarisation
+    assert torch.equal(held_out, binarize(grey, seed=BINARIZE_SEED))
+    assert set(held_out.unique().tolist()) == {0.0, 1.0}
     torch.manual_seed(2)
     judged = checks.negative_elbo(encoder, decoder, held_out)
     torch.manual_seed(2)
@@ -499,6 +614,8 @@ VALUE_CHECKS = [
     (checks.check_linear_interpolation, "linear_interpolation"),
     (hidden_checks.check_linear_interpolation_batches, "linear_interpolation"),
     (checks.check_latent_linear_interpolation, "latent_linear_interpolation"),
+    (checks.check_log_importance_weights, "log_importance_weights"),
+    (checks.check_iwae_bound, "iwae_bound"),
 ]
 
 
@@ -649,7 +766,7 @@ def test_trained_evidence_of_models_that_learnt_nothing_fails(model):
     elif model == "untrained":
         model = ref("ConvVAE")()
     found = trained_evidence(model)
-    with pytest.raises(CheckFailed, match="expected at most 127"):
+    with pytest.raises(CheckFailed, match=AT_MOST_PUBLIC):
         checks.check_trained_vae.verdict({}, found, {}, seed=5)
 
 

@@ -9,7 +9,10 @@ prior, mu and log_var free to take any real value on inputs far beyond MNIST's, 
 the encoder's mu and log_var, the eval-mode sampler's statistics (with power stated), and a
 zero-parameter VAE; the interpolations with their closed form, up to float32 rounding (derived,
 never bit-exact); the trained model with the negative ELBO per image on
-the held-out test images, one posterior sample per image drawn by the judge, never z = mu.
+the held-out test images in their fixed binarisation, one posterior sample per image drawn by
+the judge, never z = mu; the importance weights on stand-in VAEs the judge knows exactly (exact
+where q is the prior and the decoder ignores z, else against the judge's own draws from
+torch.distributions, with power stated), and their log-mean-exp against torch.logsumexp.
 One section per graded answer; the module runs past 300 lines because its messages name the
 likely mistake (a mean, a flipped sign, swapped arguments) rather than only the wrong number.
 
@@ -24,19 +27,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Bernoulli, Normal
 
 from dgmlab.checks import core, evidence, oracle, program, stats
 from dgmlab.checks.core import CheckFailed, collect, expect, expect_shape, expect_tensor
 from dgmlab.checks.reparam import (
     check_reparameterization,
 )
-from dgmlab.data import mnist_test_images
+from dgmlab.data import BINARIZE_SEED, binarize, mnist_test_images
 
 __all__ = [
     "PUBLIC_MAX_NELBO",
     "check_conv_vae",
+    "check_iwae_bound",
     "check_latent_linear_interpolation",
     "check_linear_interpolation",
+    "check_log_importance_weights",
     "check_reparameterization",
     "check_trained_vae",
     "check_vae_loss",
@@ -60,15 +66,16 @@ HEAD_REACH = 3.0  # on those inputs mu and log_var both go below -3 and above 3 
 ROUNDING = 16 * 2**-24  # float32 unit roundoffs a computed point may be off by, relative
 NEAR = 0.01  # on those codes the decoder's outputs come within 0.01 of 0 and of 1
 
-# Negative ELBO per image (nats) on the 2000 held-out MNIST test images, one posterior sample per
-# image drawn by the judge, as negative_elbo computes. The public bar follows the issue's: the
-# seed's setting (latent 16, Adam 1e-4, batch 64, 3 epochs) should pass it. On all 10 000 test
-# images the reference in that setting scored 120.25, 120.45, 121.68 (training seeds 0-2, CPU)
-# and the old bar was 125.0, 3.3 nats above the worst; on the held-out images, from the harder
-# second half of MNIST's test set, the same models score 121.88, 122.12, 123.53, and the bar
-# keeps 3.5 nats above the worst (the judge's sampling moves a score by sd 0.16). The lab's own
-# training clears it by more than 10 nats; the hidden bar is in autograder.hidden.
-PUBLIC_MAX_NELBO = 127.0
+# Negative ELBO per image (nats) on the 2000 held-out MNIST test images in their fixed
+# binarisation (dgmlab.heldout.held_out_binarized_images), one posterior sample per image drawn by
+# the judge, as negative_elbo computes. The public bar follows the issue's: the seed's setting
+# (latent 16, Adam 1e-4, batch 64, 3 epochs) should pass it. Re-measured for issue 14, with the
+# lab's 16/32-channel model trained on dynamically binarised batches: in that setting the
+# reference scores 133.43, 131.24, 136.02 on the held-out images (training seeds 0-2, CPU; on all
+# 10 000 binarised test images 131.60, 129.27, 133.95), and the bar keeps 3.5 nats above the
+# worst, as before (the judge's sampling moves a score by sd 0.11). The lab's own training clears
+# it by more than 20 nats; the hidden bar is in autograder.hidden.
+PUBLIC_MAX_NELBO = 139.5
 
 
 def _tensor(value: Any, what: str) -> torch.Tensor:
@@ -172,7 +179,7 @@ def _random_inputs(batch: int, latent: int) -> dict:
         "output": 0.01 + 0.98 * torch.rand(batch, 1, 28, 28),
         "mu": 1.5 * torch.randn(batch, latent),
         "log_var": torch.randn(batch, latent),
-        "images": torch.rand(batch, 1, 28, 28),  # grey levels, as the lab feeds them
+        "images": torch.rand(batch, 1, 28, 28),  # any targets in [0, 1]; the hidden check: 0/1
     }
 
 
@@ -728,17 +735,23 @@ def _judge_latent(inputs: dict, found: dict) -> None:
 
 
 def _mnist_test_images() -> torch.Tensor:
-    """The MNIST test set as the notebook loads it: (N, 1, 28, 28) in [0, 1]. A graded kernel's
-    data directory holds the first 8000 test images, a student's all 10 000."""
+    """The MNIST test set's grey levels: (N, 1, 28, 28) in [0, 1]. A graded kernel's data
+    directory holds the first 8000 test images, a student's all 10 000."""
     return mnist_test_images().unsqueeze(1)
 
 
-def _held_out_images() -> torch.Tensor:
-    """The 2000 held-out test images, (2000, 1, 28, 28): only the grader (or a self-check) has
-    them."""
-    from dgmlab.heldout import held_out_test_images
+def _binarized_test_images() -> torch.Tensor:
+    """The MNIST test set as the notebook loads it: the grey levels binarised once, with
+    dgmlab.data.BINARIZE_SEED (a Bernoulli likelihood is a probability of 0/1 pixels only)."""
+    return binarize(_mnist_test_images(), seed=BINARIZE_SEED)
 
-    return held_out_test_images().unsqueeze(1)
+
+def _held_out_images() -> torch.Tensor:
+    """The 2000 held-out test images in their fixed binarisation, (2000, 1, 28, 28): only the
+    grader (or a self-check) has them."""
+    from dgmlab.heldout import held_out_binarized_images
+
+    return held_out_binarized_images().unsqueeze(1)
 
 
 def negative_elbo(
@@ -773,8 +786,8 @@ def negative_elbo(
 def check_trained_vae(
     model: nn.Module, images: torch.Tensor, *, inputs: dict, bar: str = "public"
 ) -> dict:
-    """The negative ELBO per image on the held-out test images, computed by the grader, is at
-    most the bar (`bar="public"`: PUBLIC_MAX_NELBO; `"hidden"`: the grader's own).
+    """The negative ELBO per image on the held-out test images (their fixed binarisation),
+    computed by the grader, is at most the bar (`bar="public"`: PUBLIC_MAX_NELBO; `"hidden"`: the grader's own).
 
     The kernel exports the encoder and the decoder; the judge draws its own posterior sample per
     image from the encoder's (mu, log_var) and decodes it: what the model's encoder samples, or
@@ -782,7 +795,10 @@ def check_trained_vae(
     """
     expect(isinstance(model, nn.Module), "pass the trained ConvVAE")
     core.expect_test_set(
-        images, _mnist_test_images(), "test_x", "the whole MNIST test set as the notebook loads it"
+        images,
+        _binarized_test_images(),
+        "test_x",
+        "the whole MNIST test set as the notebook loads it, binarised with BINARIZE_SEED",
     )
     x = images[:8].to(core.device_of(model))
     was_training = model.training
@@ -816,3 +832,274 @@ def _judge_trained_vae(inputs: dict, found: dict, bar: str = "public") -> None:
         f"negative ELBO {nelbo:.2f} nats per image on the grader's held-out test images, expected "
         f"at most {max_nelbo}: check the model and the loss, or train longer",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# importance sampling: the log-weights log p(x, z_k) - log q(z_k | x), and the IWAE bound
+
+IWAE_LATENT = 3  # the stand-in models' latent size
+ORACLE_SAMPLES = 2000  # the judge's own draws per image from torch.distributions
+# The stand-in decoder's logits stay within +-6 (probabilities 0.0025 to 0.9975): a float32
+# sigmoid saturates to 1 beyond logits of 16.6, where a student's binary cross-entropy of the
+# probabilities (clamped at 100 nats) would no longer be the Bernoulli log-likelihood.
+LOGIT_BOUND = 6.0
+
+
+def _bounded(logits: torch.Tensor) -> torch.Tensor:
+    return LOGIT_BOUND * torch.tanh(logits / LOGIT_BOUND)
+
+
+class _StandIn(nn.Module):
+    """A VAE the judge knows exactly: mu and log_var linear in the image's pixels, Bernoulli
+    means sigmoid(LOGIT_BOUND tanh((z W + b) / LOGIT_BOUND)) (W = 0: probabilities that do not
+    depend on z). Its decoder takes codes of shape (N, latent_features) only, as the lab's
+    ConvVAE does."""
+
+    def __init__(self, case: dict):
+        super().__init__()
+        for name in ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias"):
+            setattr(self, name, nn.Parameter(case[name].clone(), requires_grad=False))
+        self.latent_features = case["decoder_weight"].shape[0]
+
+    def reparameterize(self, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        return mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+
+    def encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, log_var = (x.flatten(1) @ self.encoder_weight + self.encoder_bias).chunk(2, dim=1)
+        return mu, log_var, self.reparameterize(mu, log_var)
+
+    def decoder(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2:
+            raise ValueError(
+                f"decoder(z) takes codes of shape (N, {self.latent_features}), got "
+                f"{tuple(z.shape)}: decode the K samples of every image as one batch of K * B "
+                "codes (z.flatten(0, 1)), then reshape"
+            )
+        logits = _bounded(z @ self.decoder_weight + self.decoder_bias)
+        return torch.sigmoid(logits).view(-1, 1, 28, 28)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, log_var, z = self.encoder(x)
+        return self.decoder(z), mu, log_var
+
+
+def _stand_in_case(images: int, samples: int, posterior: bool, decoded: bool) -> dict:
+    """A stand-in VAE, its images (0/1 pixels) and K. Without `posterior` q(z | x) is the prior
+    N(0, I) (mu = 0, log_var = 0); without `decoded` the decoder ignores z. The posterior's mu
+    spreads over about +-2 and log_var over [-1.5, 1] (sigma 0.47 to 1.65), so that a sigma
+    that is a wrong function of log_var, or log q taken anywhere but at z, moves the weights."""
+    d = IWAE_LATENT
+    encoder_weight, encoder_bias = torch.zeros(PIXELS, 2 * d), torch.zeros(2 * d)
+    if posterior:
+        encoder_weight = 0.03 * torch.randn(PIXELS, 2 * d)
+        encoder_bias = torch.cat([torch.randn(d), torch.empty(d).uniform_(-1.5, 1.0)])
+    decoder_weight = torch.randn(d, PIXELS) if decoded else torch.zeros(d, PIXELS)
+    return {
+        "encoder_weight": encoder_weight,
+        "encoder_bias": encoder_bias,
+        "decoder_weight": decoder_weight,
+        "decoder_bias": torch.empty(PIXELS).uniform_(-2.0, 2.0),
+        "x": torch.bernoulli(torch.full((images, 1, 28, 28), 0.2)),
+        "K": samples,
+    }
+
+
+@collect
+def check_log_importance_weights(fn: Callable, device: Any = "cpu", *, inputs: dict) -> dict:
+    """log p(x | z_k) + log p(z_k) - log q(z_k | x) for K fresh z_k ~ q(z | x) per image, shape
+    (K, B), on stand-in VAEs the judge knows exactly."""
+    found = {}
+    for name, case in inputs.items():
+        vae = _StandIn(case).to(device)
+        found[name] = fn(vae, case["x"].clone().to(device), case["K"])
+    return found
+
+
+@check_log_importance_weights.inputs
+def _log_weights_inputs() -> dict:
+    return {
+        "prior one": _stand_in_case(3, 1, posterior=False, decoded=False),
+        "prior": _stand_in_case(3, 6, posterior=False, decoded=False),
+        "posterior": _stand_in_case(50, 200, posterior=True, decoded=False),
+        "decoded": _stand_in_case(10, 400, posterior=True, decoded=True),
+    }
+
+
+def _posterior_of(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stand-in's (mu, log_var) of its images, in float64."""
+    h = case["x"].double().flatten(1) @ case["encoder_weight"].double()
+    return (h + case["encoder_bias"].double()).chunk(2, dim=1)
+
+
+def _likelihood(case: dict, z: torch.Tensor) -> torch.Tensor:
+    """log p(x_b | z) of image b for codes z of shape (M, B, d): (M, B), by torch.distributions."""
+    logits = _bounded(z @ case["decoder_weight"].double() + case["decoder_bias"].double())
+    pixels = case["x"].double().flatten(1)
+    return Bernoulli(logits=logits).log_prob(pixels.expand_as(logits)).sum(-1)
+
+
+def _oracle_log_weights(case: dict, samples: int) -> torch.Tensor:
+    """The judge's own log-weights, (samples, B): z ~ q(z | x) drawn by torch.distributions."""
+    mu, log_var = _posterior_of(case)
+    q = Normal(mu, torch.exp(0.5 * log_var))
+    prior = Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    fixed = not case["decoder_weight"].any()  # a decoder that ignores z: one p(x) per image
+    rows = []
+    for _ in range(samples // 500):  # (500, B, 784) logits at a time
+        z = q.sample((500,))
+        log_ratio = prior.log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
+        rows.append(_likelihood(case, z[:1] if fixed else z) + log_ratio)
+    return torch.cat(rows)
+
+
+def _weights(found: dict, name: str, case: dict) -> torch.Tensor:
+    K, B = case["K"], len(case["x"])
+    log_w = core.answer_tensor(found, name, "log_importance_weights(vae, x, K)")
+    expect_shape(log_w, (K, B), f"log_importance_weights(vae, x, K) for K = {K} and B = {B} images")
+    log_w = log_w.detach().double().cpu()
+    expect(core.isfinite(log_w).all().item(), "the log-weights contain NaN or inf")
+    return log_w
+
+
+def _expect_exact_prior(log_w: torch.Tensor, case: dict) -> None:
+    """q(z | x) = p(z) and a decoder that ignores z: every weight is p(x), whatever z is."""
+    want = _likelihood(case, torch.zeros(1, len(case["x"]), IWAE_LATENT, dtype=torch.float64))
+    want = want.expand_as(log_w)
+    if core.allclose(log_w, want, rtol=1e-4, atol=1e-3):
+        return
+    varies = (log_w.max(0).values - log_w.min(0).values).max().item() > 1e-3
+    hint = (
+        "they vary with z, though here log p(z) - log q(z | x) is 0 for every z: add log p(z) "
+        "and subtract log q(z | x), both at the sample z"
+        if varies
+        else "log p(x | z) is the Bernoulli log-likelihood summed over the 784 pixels, "
+        "-F.binary_cross_entropy(x_hat, x, reduction='none') summed per image"
+    )
+    core.expect_close(
+        log_w,
+        want,
+        "with q(z | x) = p(z) = N(0, I) and a decoder that ignores z, every log-weight is "
+        f"log p(x): {hint}",
+        rtol=1e-4,
+        atol=1e-3,
+    )
+
+
+def _expect_like_oracle(log_w: torch.Tensor, case: dict, what: str) -> None:
+    """The K log-weights of each image look like the judge's own draws: mean and second moment
+    of the weights standardised by the judge's per-image mean and sd (two assertions)."""
+    oracle = _oracle_log_weights(case, ORACLE_SAMPLES)  # (M, B)
+    m, s = oracle.mean(0), oracle.std(0)
+    kurtosis = (((oracle - m) / s) ** 4).mean(0)
+    e = (log_w - m) / s
+    n, M = log_w.numel(), oracle.numel()  # K * B of the student's, M * B of the judge's
+    offset = (log_w - m).mean().item()
+    # mean of e: variance 1/n (the student's draws) + 1/M (the judge's means); false failure
+    # P_ONE by the CLT (n >= 4000 sums of quadratic forms in Gaussians, or smooth functions of
+    # them); detects a shift of stats.detectable(sd) = 0.09 sd (posterior case) or 0.15 sd
+    # (decoded case) of the log-weights at 0.999
+    sd = math.sqrt(1 / n + 1 / M)
+    expect(
+        abs(e.mean().item()) <= stats.C * sd,
+        f"{what}: the log-weights average {offset:+.2f} nats away from the judge's own "
+        "(E over q of log p(x | z) + log p(z) - log q(z | x), the ELBO): draw z ~ N(mu, "
+        "exp(log_var)) with sigma = exp(log_var / 2), decode every sample, and take log p(z) "
+        "and log q(z | x) of that sample, with torch.distributions.Normal(...).log_prob",
+    )
+    # mean of e^2: variance (kurtosis - 1) / n from the student's draws, the same / M from the
+    # judge's variance; false failure P_ONE by the CLT; detects a variance off by
+    # stats.detectable(sd), 0.16 of it (posterior case, kurtosis ~ 4) at 0.999
+    sd = math.sqrt((kurtosis.mean().item() - 1) * (1 / n + 1 / M))
+    ratio = (e**2).mean().item()
+    expect(
+        abs(ratio - 1) <= stats.C * sd,
+        f"{what}: the log-weights of an image spread {math.sqrt(ratio):.2f} times as far as "
+        "the judge's own: draw a fresh z for each of the K samples, and use the log-densities "
+        "of that sample (log p(z) - log q(z | x), not the closed-form KL)",
+    )
+
+
+@check_log_importance_weights.judge
+def _judge_log_weights(inputs: dict, found: dict) -> None:
+    for name in ("prior", "prior one"):
+        _expect_exact_prior(_weights(found, name, inputs[name]), inputs[name])
+    log_w = _weights(found, "posterior", inputs["posterior"])
+    same = (log_w.max(0).values - log_w.min(0).values) <= 1e-6 * (1 + log_w.abs().max(0).values)
+    expect(
+        not same.any().item(),
+        "the K log-weights of an image are all the same number: draw K samples z_k, one "
+        "for each k (noise of shape (K, B, latent_features)), not one z used K times, and take "
+        "log p(z_k) - log q(z_k | x) of each (the closed-form KL is the same for every k)",
+    )
+    _expect_like_oracle(log_w, inputs["posterior"], "decoder ignoring z, q(z | x) != p(z)")
+    _expect_like_oracle(
+        _weights(found, "decoded", inputs["decoded"]), inputs["decoded"], "a decoder using z"
+    )
+
+
+def _bound_inputs_of(shape: tuple[int, int], centre: float, spread: float, dtype) -> torch.Tensor:
+    return (centre + spread * torch.randn(shape, dtype=torch.float64)).to(dtype)
+
+
+@collect
+def check_iwae_bound(fn: Callable, *, inputs: dict) -> dict:
+    """log (1/K) sum_k exp(log_w[k]) per image, for log-weights of shape (K, B)."""
+    return {"bounds": [fn(log_w.clone()) for log_w in inputs["log_w"]]}
+
+
+@check_iwae_bound.inputs
+def _iwae_bound_inputs() -> dict:
+    return {
+        "log_w": [
+            _bound_inputs_of((1, 4), -30.0, 5.0, torch.float32),  # K = 1: the log-weight itself
+            _bound_inputs_of((10, 4), -400.0, 20.0, torch.float32),  # exp underflows float32
+            _bound_inputs_of((1000, 3), -100.0, 3.0, torch.float32),  # many comparable weights
+            _bound_inputs_of((6, 5), 800.0, 2.0, torch.float64),  # exp overflows float64
+        ]
+    }
+
+
+def _diagnose_bound(got: torch.Tensor, given: torch.Tensor) -> str:
+    """What a wrong bound computed instead, when it is one of the usual mistakes."""
+    K, log_w = given.shape[0], given.double()
+    naive = given.exp().mean(0).log().double()  # in the dtype the student was given
+    mistakes = (
+        (naive, "log(mean(exp(log_w))) computed as written: exp of log-weights this far from 0 "
+         "under- or overflows, use torch.logsumexp (it subtracts the largest first)"),
+        (log_w.mean(0), "the mean of the log-weights (the ELBO estimate): the bound is the "
+         "log of the mean of the weights, torch.logsumexp(log_w, dim=0) - log K"),
+        (log_w.logsumexp(0), "the log of the sum of the weights: subtract log K to average"),
+        (log_w.logsumexp(0) + math.log(K), "log K added: subtract it"),
+        (log_w.logsumexp(0) / K, "divided by K in log space: subtract log K instead"),
+        (log_w.max(0).values - math.log(K), "the largest log-weight minus log K: logsumexp "
+         "counts every weight"),
+    )  # fmt: skip
+    for value, hint in mistakes:
+        if core.allclose(got, value, rtol=1e-5, atol=1e-4):
+            return f": it is {hint}"
+    return ""
+
+
+@check_iwae_bound.judge
+def _judge_iwae_bound(inputs: dict, found: dict) -> None:
+    bounds = found.get("bounds")
+    expect(isinstance(bounds, list), "iwae_bound was not called")
+    for log_w, got in zip(inputs["log_w"], bounds, strict=True):
+        K, B = log_w.shape
+        got = _tensor(got, "iwae_bound(log_w)")
+        expect_shape(got, (B,), f"iwae_bound(log_w) of log-weights of shape ({K}, {B})")
+        got = got.detach().double()
+        expect(
+            core.isfinite(got).all().item(),
+            f"iwae_bound(log_w) is {got.tolist()} for log-weights around "
+            f"{log_w.double().mean().item():.0f}: exp of such numbers under- or overflows, "
+            "use torch.logsumexp (it subtracts the largest log-weight first)",
+        )
+        want = log_w.double().logsumexp(0) - math.log(K)
+        core.expect_close(
+            got,
+            want,
+            f"iwae_bound(log_w) for K = {K}{_diagnose_bound(got, log_w)}",
+            rtol=1e-6,
+            atol=1e-4,
+        )
