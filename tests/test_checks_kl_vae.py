@@ -818,3 +818,26 @@ def test_collapse_diagnostics_messages_name_the_mistake() -> None:
     for pattern, (kl, active) in cases.items():
         with pytest.raises(CheckFailed, match=pattern):
             run(kl or kl_per_dimension, active or active_units)
+
+
+def test_the_score_is_the_gaussian_negative_elbo_with_its_constant() -> None:
+    """vae_scores adds GAUSSIAN_CONSTANT to the squared error: -log N(x | x_hat, I/2) exactly,
+    as torch.distributions computes it, plus the KL."""
+    torch.manual_seed(0)
+    x, x_hat = torch.rand(5, 784, dtype=torch.float64), torch.rand(5, 784, dtype=torch.float64)
+    nll = -torch.distributions.Normal(x_hat, math.sqrt(0.5)).log_prob(x).sum(1)
+    squared = (x - x_hat).pow(2).sum(1)
+    assert torch.allclose(nll, squared + checks.GAUSSIAN_CONSTANT, rtol=0, atol=1e-9)
+
+    class Fixed(nn.Module):  # the encoder of a posterior N(0, 1/4) for every image
+        def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+            zero = torch.zeros(len(images), 8, dtype=images.dtype)
+            return zero, torch.full_like(zero, math.log(0.25))
+
+    decoded = x_hat[0].float()
+    loss, kl = checks.vae_scores(Fixed(), lambda z: decoded.expand(len(z), 784), x.float())
+    prior, q = torch.distributions.Normal(0.0, 1.0), torch.distributions.Normal(0.0, 0.5)
+    want_kl = 8 * torch.distributions.kl_divergence(q, prior).item()
+    assert abs(kl - want_kl) < 1e-6
+    want = (x.float().double() - decoded.double()).pow(2).sum(1).mean().item()
+    assert abs(loss - (want + checks.GAUSSIAN_CONSTANT + want_kl)) < 1e-4
