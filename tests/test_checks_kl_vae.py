@@ -779,10 +779,12 @@ def test_collapse_diagnostics_batches_tell_the_mistakes_apart() -> None:
         inputs = check.make_inputs(seed, {})
         mu, log_var = inputs["mu"], inputs["log_var"]
         variance = mu.var(dim=0, correction=0)
+        assert torch.allclose(variance, inputs["variance"], rtol=1e-9, atol=1e-12), seed
         for threshold in thresholds:
             ratio = variance / threshold
             assert bool(((ratio >= 1.99) | (ratio <= 0.5)).all()), seed
-        want = [checks._active_reference(mu, t) for t in thresholds]
+        want = [checks._active_reference(inputs, t) for t in thresholds]
+        assert want == [int((mu.var(dim=0) > t).sum()) for t in thresholds], seed
         wrong_counts = {
             "sd": [int((variance.sqrt() > t).sum()) for t in thresholds],
             "mean square": [int((mu.pow(2).mean(0) > t).sum()) for t in thresholds],
