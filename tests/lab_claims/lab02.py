@@ -117,4 +117,20 @@ def check(nb: NotebookNode) -> list[str]:
     assert distortions == sorted(distortions) and len(set(distortions)) == len(distortions)
     assert rates[-1] < 1 and actives[-1] <= 4 and actives[0] == 8, (rates, actives)
     claims.append("beta sweep: rate falls, distortion rises, the largest beta has few active units")
+
+    # the 2-D latent space: "Before training, every code sits in a speck near 0 with the digits
+    # mixed. After five epochs the codes spread over the region the prior covers, and the digit
+    # class already explains about half of their variance ... Five more epochs sharpen the
+    # regions further (the share the digit explains keeps rising)"
+    found = re.findall(
+        r"epoch (\d+): variance of the codes ([0-9.e+-]+), share explained by the digit " + NUMBER,
+        text,
+    )
+    assert [int(e) for e, _, _ in found] == [0, 5, 10], found
+    (_, spread0, share0), (_, spread5, share5), (_, _, share10) = (
+        (int(e), float(v), float(s)) for e, v, s in found
+    )
+    assert spread0 < 0.01 and share0 < 0.3, found
+    assert 1 < spread5 < 3 and 0.4 < share5 < 0.65 and share10 > share5, found
+    claims.append("2-D latent space: a speck at epoch 0, spread like the prior and sorted by digit")
     return claims
