@@ -20,7 +20,9 @@ from dgmlab.checks.core import Check, CheckFailed
 ROOT = Path(__file__).resolve().parent.parent
 
 CPU = torch.device("cpu")
-COLLAPSED_RANGE = (55.0, 56.0)  # the collapsed model's loss on the held-out images (55.5)
+# the collapsed model's negative ELBO on the held-out images: squared error + KL 55.5, plus the
+# Gaussian decoder's constant
+COLLAPSED_RANGE = (55.0 + checks.GAUSSIAN_CONSTANT, 56.0 + checks.GAUSSIAN_CONSTANT)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -99,6 +101,14 @@ def interpolate_linear(x: Tensor, y: Tensor, steps: int) -> Tensor:
     return (1 - t) * x + t * y
 
 
+def kl_per_dimension(mu: Tensor, log_var: Tensor) -> Tensor:
+    return (0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var)).mean(dim=0)
+
+
+def active_units(mu: Tensor, threshold: float = 0.01) -> int:
+    return int((mu.var(dim=0) > threshold).sum())
+
+
 def sampler(reparameterize: Callable) -> Callable:
     """The bound `reparameterize` of a VAE whose sampler is `reparameterize`."""
     vae = type("SomeVAE", (VAE,), {"reparameterize": reparameterize})
@@ -119,7 +129,8 @@ def test_reference_passes_every_exact_check(capsys: pytest.CaptureFixture) -> No
     for warm_up, annealing in ((5, 10), (0, 5), (2, 3), (0, 0), (3, 0)):
         checks.check_kl_weight_manager(KLWeightManager, warm_up=warm_up, annealing=annealing)
     checks.check_interpolate_linear(interpolate_linear, CPU)
-    assert capsys.readouterr().out.count("passed: ") == 13
+    checks.check_collapse_diagnostics(kl_per_dimension, active_units)
+    assert capsys.readouterr().out.count("passed: ") == 14
 
 
 def test_the_public_schedule_stores_the_weights_the_grader_computes() -> None:
@@ -164,6 +175,7 @@ def test_seeded_exact_checks_pass_under_200_seeds(seed: int) -> None:
     hidden_checks.check_reparameterization_gradients(sampler(VAE.reparameterize), seed=seed)
     checks.check_vae_methods(VAE, CPU, seed=seed)
     checks.check_interpolate_linear(interpolate_linear, CPU, seed=seed)
+    checks.check_collapse_diagnostics(kl_per_dimension, active_units, seed=seed)
 
 
 # ---------------------------------------------------------------- wrong implementations fail
@@ -311,7 +323,9 @@ WRONG: dict[str, Callable[[], None]] = {
         sampler(noise_shared_by_batch)
     ),
     "z = mu": lambda: checks.check_reparameterization(sampler(no_noise)),
-    "sigma detached": lambda: hidden_checks.check_reparameterization_gradients(sampler(sigma_detached)),
+    "sigma detached": lambda: hidden_checks.check_reparameterization_gradients(
+        sampler(sigma_detached)
+    ),
     "weight one epoch early": lambda: checks.check_kl_weight_manager(WeightOneEpochEarly),
     "weight one epoch late": lambda: checks.check_kl_weight_manager(WeightOneEpochLate),
     "weight 1 one epoch early": lambda: checks.check_kl_weight_manager(WeightReachesOneEarly),
@@ -441,6 +455,8 @@ def test_unfinished_answers_fail() -> None:
         lambda: checks.check_reparameterization(stub),
         lambda: checks.check_encoder_decoder(stub, stub),
         lambda: checks.check_interpolate_linear(stub, CPU),
+        lambda: checks.check_collapse_diagnostics(stub, stub),
+        lambda: checks.check_collapse_diagnostics(kl_per_dimension, stub),
         lambda: checks.check_kl_weight_manager(Stub),
         lambda: checks.check_vae_methods(UnfinishedVAE, CPU),
         lambda: checks.check_reparameterization(sampler(UnfinishedVAE.reparameterize)),
@@ -474,6 +490,7 @@ ON_INPUTS: dict[str, tuple[Check, tuple]] = {
     "kl_normal_properties": (hidden_checks.check_kl_normal_properties, (kl_normal,)),
     "vae_methods": (checks.check_vae_methods, (VAE, CPU)),
     "interpolate_linear": (checks.check_interpolate_linear, (interpolate_linear, CPU)),
+    "collapse_diagnostics": (checks.check_collapse_diagnostics, (kl_per_dimension, active_units)),
 }
 
 
@@ -598,7 +615,7 @@ def test_the_lab_test_cells_are_check_calls_only() -> None:
     """Every test cell of the lab parses into Check calls that the grader judges itself."""
     text = (ROOT / "labs" / "02-kl-vae.md").read_text()
     cells = re.findall(r"```python\n#!TAG TEST (\S+) \d+\n(.*?)```", text, flags=re.S)
-    assert len(cells) == 8
+    assert len(cells) == 9
     for grade_id, body in cells:
         source = body.replace("#!TAG HIDDENBEGIN", verdict.HIDDEN_BEGIN).replace(
             "#!TAG HIDDENEND", verdict.HIDDEN_END
@@ -740,7 +757,8 @@ def test_forged_trained_models_fail(mnist: tuple[Tensor, Tensor], held_out: Tens
             assert not judged(check, inputs, payloads, {"bar": bar}), name
     for scale, log_var in ((1.0, 0.0), (10.0, -10.0)):  # the losses of the pass-through models
         loss, _ = checks.vae_scores(Scaled(scale, log_var), Unscaled(scale), held_out)
-        assert loss > 2 * checks.MAX_LOSS
+        excess = loss - checks.GAUSSIAN_CONSTANT  # squared error + KL, as MAX_LOSS's margin
+        assert excess > 2 * (checks.MAX_LOSS - checks.GAUSSIAN_CONSTANT)
 
 
 @pytest.mark.data
@@ -765,3 +783,83 @@ def test_reference_training_passes_the_hidden_threshold(mnist: tuple[Tensor, Ten
     inputs, found = evidence_of(check, (vae, test_x), {"bar": "hidden"})
     assert judged(check, inputs, found, {"bar": "hidden"})
     checks.check_trained_vae(vae, test_x)
+
+
+# ---------------------------------------------------------------- collapse diagnostics
+
+
+def test_collapse_diagnostics_batches_tell_the_mistakes_apart() -> None:
+    """Under 200 seeds: every column's variance is at least twice or at most half of each
+    threshold (so Bessel's correction never matters), and the counts that a standard deviation,
+    a mean square, a KL, the other axis, the inactive units or a hard-coded 0.01 give differ
+    from the answer at one threshold at least."""
+    check = checks.check_collapse_diagnostics
+    thresholds = (0.01, checks.HIGH_THRESHOLD)
+    for seed in range(200):
+        inputs = check.make_inputs(seed, {})
+        mu, log_var = inputs["mu"], inputs["log_var"]
+        variance = mu.var(dim=0, correction=0)
+        assert torch.allclose(variance, inputs["variance"], rtol=1e-9, atol=1e-12), seed
+        for threshold in thresholds:
+            ratio = variance / threshold
+            assert bool(((ratio >= 1.99) | (ratio <= 0.5)).all()), seed
+        want = [checks._active_reference(inputs, t) for t in thresholds]
+        assert want == [int((mu.var(dim=0) > t).sum()) for t in thresholds], seed
+        wrong_counts = {
+            "sd": [int((variance.sqrt() > t).sum()) for t in thresholds],
+            "mean square": [int((mu.pow(2).mean(0) > t).sum()) for t in thresholds],
+            "kl": [
+                int((checks._kl_per_dimension_reference(mu, log_var) > t).sum()) for t in thresholds
+            ],
+            "dim 1": [int((mu.var(dim=1) > t).sum()) for t in thresholds],
+            "inactive": [mu.shape[1] - w for w in want],
+            "0.01 always": [want[0], want[0]],
+        }
+        for name, counts in wrong_counts.items():
+            assert counts != want, (seed, name)
+
+
+def test_collapse_diagnostics_messages_name_the_mistake() -> None:
+    def run(kl: Callable = kl_per_dimension, active: Callable = active_units) -> None:
+        checks.check_collapse_diagnostics(kl, active)
+
+    cases = {
+        "one value per image": (lambda mu, lv: (0.5 * (mu**2 + lv.exp() - 1 - lv)).sum(1), None),
+        "summed over the images": (lambda mu, lv: (0.5 * (mu**2 + lv.exp() - 1 - lv)).sum(0), None),
+        "factor 1/2": (lambda mu, lv: (mu**2 + lv.exp() - 1 - lv).mean(0), None),
+        "standard deviation": (None, lambda mu, threshold=0.01: int((mu.std(0) > threshold).sum())),
+        "mean of mu\\^2": (
+            None,
+            lambda mu, threshold=0.01: int((mu.pow(2).mean(0) > threshold).sum()),
+        ),
+        "over dim 1": (None, lambda mu, threshold=0.01: int((mu.var(1) > threshold).sum())),
+        "inactive": (None, lambda mu, threshold=0.01: int((mu.var(0) <= threshold).sum())),
+        "the one it is given": (None, lambda mu, threshold=0.01: active_units(mu)),
+        "one number": (None, lambda mu, threshold=0.01: mu.var(0) > threshold),
+    }
+    for pattern, (kl, active) in cases.items():
+        with pytest.raises(CheckFailed, match=pattern):
+            run(kl or kl_per_dimension, active or active_units)
+
+
+def test_the_score_is_the_gaussian_negative_elbo_with_its_constant() -> None:
+    """vae_scores adds GAUSSIAN_CONSTANT to the squared error: -log N(x | x_hat, I/2) exactly,
+    as torch.distributions computes it, plus the KL."""
+    torch.manual_seed(0)
+    x, x_hat = torch.rand(5, 784, dtype=torch.float64), torch.rand(5, 784, dtype=torch.float64)
+    nll = -torch.distributions.Normal(x_hat, math.sqrt(0.5)).log_prob(x).sum(1)
+    squared = (x - x_hat).pow(2).sum(1)
+    assert torch.allclose(nll, squared + checks.GAUSSIAN_CONSTANT, rtol=0, atol=1e-9)
+
+    class Fixed(nn.Module):  # the encoder of a posterior N(0, 1/4) for every image
+        def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+            zero = torch.zeros(len(images), 8, dtype=images.dtype)
+            return zero, torch.full_like(zero, math.log(0.25))
+
+    decoded = x_hat[0].float()
+    loss, kl = checks.vae_scores(Fixed(), lambda z: decoded.expand(len(z), 784), x.float())
+    prior, q = torch.distributions.Normal(0.0, 1.0), torch.distributions.Normal(0.0, 0.5)
+    want_kl = 8 * torch.distributions.kl_divergence(q, prior).item()
+    assert abs(kl - want_kl) < 1e-6
+    want = (x.float().double() - decoded.double()).pow(2).sum(1).mean().item()
+    assert abs(loss - (want + checks.GAUSSIAN_CONSTANT + want_kl)) < 1e-4
