@@ -1320,16 +1320,18 @@ def _judge_trained_vae(
 # ELBO of any (mean, log_var) is known in closed form (`_linear_negative_elbo`). The check judges
 # what the student's fit reached, as a gap in nats to that optimum: a quadratic near it, so the
 # noise of a one-sample stochastic fit costs little there, and a mistake costs nats.
-FIT_PIXELS, FIT_LATENT, FIT_IMAGES = 6, 3, 8
+FIT_PIXELS, FIT_LATENT, FIT_IMAGES = 6, 3, 16
 FIT_SHAPE = (1, 2, 3)
 FIT_STEPS, FIT_LR = 500, 0.02  # what the check asks of fit_per_example
 FIT_STARTS = ("prior", "random")
 FIT_COLUMN = 2.0  # the length of every column of W: the best variances are all 1 / (1 + 4)
-# The gap of the batch, in nats per image, above the optimum: the reference solution (Adam on the
-# one-sample negative ELBO) reaches within FIT_TOL under every one of 300 grading secrets (see
-# tests/test_variants_04.py: the largest gap measured is in the comment there); the start is
-# 10-30 nats per image away, a fit without noise in z (log_var never moves) 9-20.
-FIT_TOL = 0.5
+# The gap of the batch, in nats per image, above the optimum. The reference solution (Adam on the
+# one-sample negative ELBO) ends within 0.091 of it (median 0.030) under 300 grading secrets from
+# the prior start, RANDOM_MAX from the random one; the start is 5-40 nats away, and the closest
+# mistakes of tests/test_variants_04.py (the KL left out, exp(log_var) as the scale, the KL
+# weighed 1/N) end 0.48 or more away (60 secrets). 0.25 leaves a factor 2.7 above the reference's
+# worst and 1.9 below those mistakes' best.
+FIT_TOL = 0.25
 LOSS_TOL = 1.0  # the last 50 losses against the optimum's negative ELBO, nats per image
 
 
