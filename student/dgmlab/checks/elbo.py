@@ -1325,12 +1325,13 @@ FIT_SHAPE = (1, 2, 3)
 FIT_STEPS, FIT_LR = 500, 0.02  # what the check asks of fit_per_example
 FIT_STARTS = ("prior", "random")
 FIT_COLUMN = 2.0  # the length of every column of W: the best variances are all 1 / (1 + 4)
-# The gap of the batch, in nats per image, above the optimum. The reference solution (Adam on the
-# one-sample negative ELBO) ends within 0.091 of it (median 0.030) under 300 grading secrets from
-# the prior start, RANDOM_MAX from the random one; the start is 5-40 nats away, and the closest
-# mistakes of tests/test_variants_04.py (the KL left out, exp(log_var) as the scale, the KL
-# weighed 1/N) end 0.48 or more away (60 secrets). 0.25 leaves a factor 2.7 above the reference's
-# worst and 1.9 below those mistakes' best.
+# The gap of the batch, in nats per image, above the optimum. Measured with this check, 300 grading
+# secrets per start: the reference solution (Adam on the one-sample negative ELBO) ends at most
+# 0.114 above it from the random start (median 0.043; Adam's noise floor, which more steps at the
+# same learning rate do not remove) and PRIOR_MAX from the prior; the start is 5-40 nats away,
+# and the closest mistakes of tests/test_variants_04.py (the KL left out, exp(log_var) as the
+# scale, the KL weighed 1/N) end 0.48 or more away. 0.25 leaves a factor 2.2 above the worst
+# reference run and 1.9 below those mistakes' best; the slow tier re-runs both under 300 secrets.
 FIT_TOL = 0.25
 LOSS_TOL = 1.0  # the last 50 losses against the optimum's negative ELBO, nats per image
 
