@@ -1325,9 +1325,9 @@ FIT_SHAPE = (1, 2, 3)
 FIT_STEPS, FIT_LR = 500, 0.02  # what the check asks of fit_per_example
 FIT_STARTS = ("prior", "random")
 FIT_COLUMN = 2.0  # the length of every column of W: the best variances are all 1 / (1 + 4)
-# The gap of the batch, in nats per image, above the optimum. Measured with this check, 300 grading
-# secrets per start: the reference solution (Adam on the one-sample negative ELBO) ends at most
-# 0.114 above it from the random start (median 0.043; Adam's noise floor, which more steps at the
+# The gap of the batch, in nats per image, above the optimum. Measured with this check, 300 seeds
+# (inputs and collection) per start: the reference solution (Adam on the one-sample negative
+# ELBO) ends at most 0.114 above it from the random start (median 0.043; Adam's noise floor, which more steps at the
 # same learning rate do not remove) and 0.073 from the prior (median 0.031); the start is 5-40
 # nats away, and the closest mistakes of tests/test_variants_04.py (the KL left out, exp(log_var)
 # as the scale, the KL weighed 1/N) end 0.56 or more away (60 secrets each). 0.25 leaves a factor
