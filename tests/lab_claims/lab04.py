@@ -63,7 +63,7 @@ def check_amortization(text: str) -> list[str]:
     higher = re.search(r"the fit higher on (\d+) of (\d+) images", text)
     assert higher, "the executed solution never printed how often the fit is higher"
     assert abs(amortized - fitted - gap) <= 0.011, "the gap is not amortized - fitted"
-    # the text: the fit ends a little higher on average, about 0.3 nats (under 1) per
+    # the text: the fit ends a little higher on average, a few tenths of a nat (under 1) per
     # image, and higher on most images but not on all of them
     assert 0 < gap < 1.0, f"an amortization gap of {gap} nats per image"
     k, n = int(higher.group(1)), int(higher.group(2))
