@@ -2,7 +2,7 @@
 # reference solution except the ones below, which hold typical student mistakes. Expected:
 # mc-latent-loss (3), reshape-layer (1), mix-images (2) fail, and trained-vaes (3), because the
 # Monte-Carlo run trains with the broken loss (its scales shrink to 0: the grader scores it at
-# ~100 nats per held-out image); 9 of the 18 autograded points. The vae check passes: given the
+# ~100 nats per held-out image); 12 of the 21 autograded points. The vae check passes: given the
 # student's own loss functions, it runs forward with the references in their place.
 # ruff: noqa: F821  (the cells run in the notebook, where torch, nn, Tensor and VAE are defined)
 

@@ -41,6 +41,9 @@ DEFINITIONS = {
     "mix_images",
     "traverse",
     "show_row",
+    "fit_per_example",
+    "GAUSSIAN_CONSTANT",
+    "LAB02_NATS",  # the cell of the other labs' numbers and bits_per_dim
 }
 
 
@@ -685,6 +688,88 @@ def test_trained_check_fails_early_in_the_kernel(lab) -> None:
     assert "loss='kl'" in fails(checks.check_trained_vae, vae, x, estimator="kl")
     assert "x_test should be" in fails(checks.check_trained_vae, vae, x[:, :, 2:-2, 2:-2])
     assert "x_test should be" in fails(checks.check_trained_vae, vae, x.flatten(1))
+
+
+# ---------------------------------------------------------------- per-example inference
+
+
+def test_reference_fit_passes_from_both_starts(lab) -> None:
+    checks.check_fit_per_example(lab["fit_per_example"], lab["kl_latent_loss"])
+    checks.check_fit_per_example(lab["fit_per_example"], lab["kl_latent_loss"], start="random")
+
+
+def test_fit_judge_knows_the_optimum() -> None:
+    """The judge's closed-form optimum is the best diagonal Gaussian: every nudge lowers the
+    exact ELBO, and the exact ELBO agrees with a Monte-Carlo estimate of it."""
+    inputs = checks.check_fit_per_example.make_inputs(3, {})
+    mean, log_var = checks._linear_optimum(inputs)
+    best = checks._linear_negative_elbo(inputs, mean, log_var)
+    for _ in range(20):
+        nudged = checks._linear_negative_elbo(
+            inputs, mean + 0.05 * torch.randn_like(mean), log_var + 0.05 * torch.randn_like(mean)
+        )
+        assert bool((nudged > best).all())
+    decoder = checks._linear_decoder(inputs).double()
+    x = inputs["x"].double()
+    scale = torch.exp(0.5 * log_var)
+    z = mean + scale * torch.randn(4000, *mean.shape, dtype=torch.float64)
+    squares = 0.5 * (decoder(z.flatten(0, 1)).view(4000, *x.shape) - x).pow(2).flatten(2).sum(2)
+    kl = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, scale), torch.distributions.Normal(0.0, 1.0)
+    ).sum(1)
+    # 4000 draws: the sd of the mean squared error per image is below 0.03; 0.2 is 6 sd and more
+    assert torch.allclose(squares.mean(0) + kl, best, atol=0.2)
+
+
+def test_fit_judge_names_the_mistakes(lab) -> None:
+    fit = lab["fit_per_example"]
+
+    def mean_only(decoder, x, mean, log_var, steps, lr):
+        return fit(decoder, x, mean, log_var, steps, lr)[0], log_var, torch.zeros(steps)
+
+    assert "log_var never moved" in fails(checks.check_fit_per_example, mean_only)
+
+    def scale_out(decoder, x, mean, log_var, steps, lr):
+        m, lv, losses = fit(decoder, x, mean, log_var, steps, lr)
+        return m, torch.exp(0.5 * lv), losses
+
+    assert "looks like the scale" in fails(checks.check_fit_per_example, scale_out)
+
+    def moves_decoder(decoder, x, mean, log_var, steps, lr):
+        with torch.no_grad():
+            decoder[0].bias.add_(0.1)
+        return fit(decoder, x, mean, log_var, steps, lr)
+
+    assert "decoder's weights changed" in fails(checks.check_fit_per_example, moves_decoder)
+    assert "not implemented yet" in fails(checks.check_fit_per_example, lambda *a, **k: None)
+
+
+# ---------------------------------------------------------------- the unit table
+
+
+def test_negative_elbo_terms_agree_with_torch_distributions(lab) -> None:
+    """The lab's nats (its terms plus GAUSSIAN_CONSTANT) against -Normal(x_hat, 1).log_prob(x)
+    and kl_divergence, on the same codes; and the constant is 512 log(2 pi) = 940.99."""
+    from torch.distributions import Normal, kl_divergence
+
+    assert lab["GAUSSIAN_CONSTANT"] == pytest.approx(940.99, abs=0.005)
+    torch.manual_seed(0)
+    decoder = lab["make_decoder"]()
+    x = torch.rand(5, 1, 32, 32)
+    mean, scale = torch.randn(5, 16), torch.exp(torch.randn(5, 16) / 2)
+    with torch.random.fork_rng():
+        squares, kl = lab["negative_elbo_terms"](decoder, x, mean, scale, samples=3)
+    nats = squares + kl + lab["GAUSSIAN_CONSTANT"]
+    with torch.no_grad():  # the same three codes: the lab draws randn_like(mean) three times
+        z = [mean + scale * torch.randn_like(mean) for _ in range(3)]
+        nll = torch.stack([-Normal(decoder(c), 1.0).log_prob(x).flatten(1).sum(1) for c in z])
+    want = nll.mean(0) + kl_divergence(Normal(mean, scale), Normal(0.0, 1.0)).sum(1)
+    assert torch.allclose(nats, want, rtol=1e-5)
+
+
+def test_bits_per_dim(lab) -> None:
+    assert lab["bits_per_dim"](105.6, 784) == pytest.approx(0.1943, abs=1e-4)
+    assert lab["bits_per_dim"](1024 * math.log(256), 1024) == pytest.approx(8.0)
 
 
 # ---------------------------------------------------------------- the grader's view of the lab
