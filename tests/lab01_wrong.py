@@ -4,6 +4,8 @@ The references mirror the solution cells of `labs/01-autoencoders.md`; each wron
 small, plausible student mistake named after what it gets wrong.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -67,9 +69,17 @@ class CAE(nn.Module):
 def he_init(model):
     for layer in model.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            fan_in = layer.in_channels * math.prod(layer.kernel_size)
+            if isinstance(layer, nn.ConvTranspose2d):
+                fan_in /= math.prod(layer.stride)
+            nn.init.normal_(layer.weight, std=math.sqrt(2 / fan_in))
             nn.init.zeros_(layer.bias)
     return model
+
+
+@torch.no_grad()
+def fc_denoise(fc_dae, noisy):
+    return fc_dae.autoencoder(noisy.flatten(1)).view_as(noisy)
 
 
 def train(model, x, epochs, corrupt=None, batch_size=128, lr=1e-3):

@@ -1,5 +1,6 @@
 """Checks of lab 01: the fully connected and convolutional autoencoders, the Gaussian noise
-transform, the denoising wrapper and the trained convolutional denoiser.
+transform, the denoising wrapper, the trained convolutional denoiser and the fully connected
+denoiser run on images.
 
 Every check is a `core.Check`: its collector runs the student's code in the student's kernel
 and returns plain data (outputs on the grader's inputs, or the models exported with
@@ -11,7 +12,7 @@ layers compute with weights the judge puts in them.
 
 Statistical assertions use the threshold of `stats` (C = 5.5 standard errors, false failure
 P_ONE = 3.8e-8 each under a normal approximation); each check states its total next to them.
-One module for the lab's five checks, in the lab's order.
+One module for the lab's six checks, in the lab's order.
 """
 
 import copy
@@ -40,10 +41,11 @@ BATCH = 256  # images per statistical call: 256 * 784 = 200,704 pixels
 NOISE_STD = 0.3
 CHUNK = 500  # images per program call when the judge scores the denoiser
 # The public bar of the seed assignment, on the held-out images: the lab's reference solution
-# (3 epochs, ten training seeds) scores about half of it, at most 10.1 (a margin of 9.9); one
-# epoch of the same training 14.4 to 19.2; an untrained CAE 130 to 220; the noisy image itself
-# (what nn.Identity() returns) 36.5; the average training image 55. The hidden bar of the test
-# cell `bar="hidden"`, and the reference runs, are in autograder/hidden/autoencoders.py.
+# (one epoch in batches of 32, ten training seeds) scores under half of it, at most 9.8 (a margin
+# of 10.2); stopped after 400 of its 1 875 steps 15.6 to 22.2; an untrained CAE 130 to 220; the
+# noisy image itself (what nn.Identity() returns) 36.5; the average training image 55. The hidden
+# bar of the test cell `bar="hidden"`, and the reference runs, are in
+# autograder/hidden/autoencoders.py.
 PUBLIC_BAR = 20.0
 
 
@@ -179,7 +181,9 @@ def _present(model: program.Program, shape: tuple[int, ...]) -> bool:
 
 
 def _he(*shape: int) -> torch.Tensor:
-    """He-scaled weights: variance 2 / fan-in, the fan-in being every dimension but the first."""
+    """He-scaled weights of a linear layer (out, in) or a convolution (out, in, kh, kw): variance
+    2 / fan-in, the fan-in being every dimension but the first. Not for a transposed
+    convolution, whose weight is (in, out, kh, kw): `_expect_cae_decoder` scales those."""
     return torch.randn(shape) * math.sqrt(2 / math.prod(shape[1:]))
 
 
@@ -781,3 +785,97 @@ def _judge_denoiser(inputs: dict, found: dict, bar: str = "public") -> None:
         f"with noise std {NOISE_STD}), expected below {expected}: check the training loop, "
         "or train longer",
     )
+
+
+# ---------------------------------------------------------------- the fully connected denoiser
+# fc_denoise(fc_dae, noisy) runs the trained DAE(AE()) on images: its autoencoder (the DAE's own
+# forward would add noise) on the flattened images, reshaped back. The check hands it a DAE of
+# its own whose autoencoder takes only flattened images and computes a known function.
+
+FC_CODE = 32  # the stand-in autoencoder's code: any size will do, it is the check's own
+
+
+class _StandInAE(nn.Module):
+    """An autoencoder of flattened images: Linear(784, 32), ReLU, Linear(32, 784), Sigmoid."""
+
+    def __init__(self, weights: list[torch.Tensor]):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(PIXELS, FC_CODE), nn.ReLU())
+        self.decoder = nn.Sequential(nn.Linear(FC_CODE, PIXELS), nn.Sigmoid())
+        with torch.no_grad():
+            for k, layer in enumerate([self.encoder[0], self.decoder[0]]):
+                layer.weight.copy_(weights[2 * k])
+                layer.bias.copy_(weights[2 * k + 1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class _StandInDAE(nn.Module):
+    """The lab's DAE around a _StandInAE: its forward adds noise_factor-scaled noise first."""
+
+    def __init__(self, weights: list[torch.Tensor]):
+        super().__init__()
+        self.autoencoder = _StandInAE(weights)
+
+    def forward(self, x: torch.Tensor, noise_factor: float = 0.5) -> torch.Tensor:
+        return self.autoencoder(x + noise_factor * torch.randn_like(x))
+
+
+def _stand_in_reference(noisy: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """What the stand-in's autoencoder returns on the flattened images, shaped back; float64."""
+    w1, b1, w2, b2 = (w.double() for w in weights)
+    h = (noisy.double().flatten(1) @ w1.T + b1).relu()
+    return (h @ w2.T + b2).sigmoid().reshape(noisy.shape)
+
+
+@collect
+def check_fc_denoise(fc_denoise: Callable[[nn.Module, torch.Tensor], Any], inputs: dict) -> dict:
+    """fc_denoise(fc_dae, noisy) = fc_dae.autoencoder(noisy flattened), shaped (B, 1, 28, 28)."""
+    found = {}
+    for key in ("batch", "one"):
+        fc_dae = _StandInDAE(inputs["weights"]).to(device_of(inputs[key]))
+        noisy = inputs[key].clone()
+        found[key] = _snapshot(fc_denoise(fc_dae, noisy))
+        found[f"{key}_after"] = noisy.clone()  # the images as fc_denoise left them
+    return found
+
+
+@check_fc_denoise.inputs
+def _fc_denoise_inputs() -> dict:
+    weights = [_he(FC_CODE, PIXELS), 0.5 * torch.randn(FC_CODE)]
+    weights += [_he(PIXELS, FC_CODE), 0.5 * torch.randn(PIXELS)]
+    # noisy images as the lab makes them: values in [0, 1]; 7 of them, and a batch of one
+    return {
+        "weights": weights,
+        "batch": torch.rand(7, 1, SIDE, SIDE),
+        "one": torch.rand(1, 1, SIDE, SIDE),
+    }
+
+
+@check_fc_denoise.judge
+def _judge_fc_denoise(inputs: dict, found: dict) -> None:
+    for key in ("batch", "one"):
+        noisy = inputs[key]
+        what = f"fc_denoise(fc_dae, noisy) for noisy images of shape {tuple(noisy.shape)}"
+        got = answer_tensor(found, key, what)
+        expect(
+            tuple(got.shape) == tuple(noisy.shape),
+            f"{what} has shape {tuple(got.shape)}, expected {tuple(noisy.shape)}: return the "
+            "autoencoder's output, reshaped to the shape of the images",
+        )
+        after = found.get(f"{key}_after")
+        expect(
+            isinstance(after, torch.Tensor) and core.equal(after, noisy),
+            "the noisy images changed: leave them as they were",
+        )
+        # float32 rounding of a 784-term dot product of O(1) terms: below 1e-5 (TOLERANCE's
+        # reasoning); fc_dae's own noise, even at noise_factor 0.001, moves the output by more
+        # (tests/test_checks_autoencoders.py)
+        error = _deviation(got, _stand_in_reference(noisy, inputs["weights"]), what)
+        expect(
+            error <= TOLERANCE,
+            f"{what} differs from fc_dae.autoencoder on the flattened images by up to "
+            f"{error:.3g}: run fc_dae's autoencoder (fc_dae itself adds noise of its own) on "
+            "noisy.flatten(1), with the pixels in their order, and return its output as it is",
+        )
