@@ -1359,7 +1359,7 @@ def _linear_negative_elbo(inputs: dict, mean: torch.Tensor, log_var: torch.Tenso
     residual = x - mean @ w.T - b
     var = log_var.exp()
     expected_squares = 0.5 * residual.pow(2).sum(1) + 0.5 * (var * w.pow(2).sum(0)).sum(1)
-    return expected_squares + 0.5 * (var + mean.pow(2) - log_var - 1).sum(1)
+    return expected_squares + oracle.kl_to_prior(mean, var.sqrt()).sum(1)
 
 
 def _linear_optimum(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
