@@ -492,7 +492,7 @@ def with_hints(test: TestResult, hints: dict[str, list[str]]) -> TestResult:
 def _verdict_line(v: verdict.Verdict) -> str:
     """One line of a test's message: passed, or failed with the public reason."""
     if v.passed:
-        return f"passed: {v.call.label}"
+        return f"passed: {v.call.label}" + (f"\n  measured: {v.measured}" if v.measured else "")
     if v.call.hidden:  # a hidden call names no input, threshold or property
         return f"failed: {v.call.label}"
     return f"failed: {v.call.label}: {v.message}\n  tested: {v.call.check.tested}"

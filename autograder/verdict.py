@@ -182,6 +182,7 @@ class Verdict:
     call: Call
     passed: bool
     message: str
+    measured: str = ""  # what a public call's judge measured (a score), shown with its pass
 
 
 def judge(
@@ -216,10 +217,11 @@ def judge_call(
     inputs = chall["calls"][index]["inputs"]
     seed = derive_seed(secret, spec.grade_id, index, "judge")
     try:
-        call.check.verdict(inputs, found["evidence"], call.params, seed)
+        measured = call.check.verdict(inputs, found["evidence"], call.params, seed)
     except CheckFailed as exc:
         return Verdict(call, False, "failed" if call.hidden else str(exc))
     except Exception as exc:  # a judge meeting evidence it did not foresee: a failure, not a crash
         message = f"the evidence could not be judged ({type(exc).__name__})"
         return Verdict(call, False, "failed" if call.hidden else message)
-    return Verdict(call, True, "passed")
+    # a hidden call's measurement could tell where its bar lies: it is not shown
+    return Verdict(call, True, "passed", "" if call.hidden or not measured else measured)

@@ -141,7 +141,7 @@ def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
         pytest.skip("no lab in labs/ yet")
     rows = demo.run_demo(labs, tmp_path, ROOT / "examples")
     by = {(r["lab"], r["student"]): r for r in rows}
-    executed = {}
+    executed, results = {}, {}
     for lab in (p.stem for p in labs):
         full, zero, part = by[(lab, "full")], by[(lab, "untouched")], by[(lab, "partial")]
         auto = full["max_score"] - manual_points(tmp_path, lab)
@@ -157,7 +157,9 @@ def test_demo_of_the_real_labs(tmp_path: Path, monkeypatch) -> None:
             tmp_path / "course" / "autograded" / "full" / lab / f"{lab}.ipynb", as_version=4
         )
         lab_claims.check(lab, executed[lab])
-    lab_claims.check_across(executed)
+        graded = tmp_path / "course" / "autograded" / "full" / lab / "results.json"
+        results[lab] = json.loads(graded.read_text())
+    lab_claims.check_across(executed, results)
     # a few hostile submissions on a real lab (the test lab's corpus is tests/test_hostile.py)
     rebound, stripped = hostile_on(tmp_path, "02-kl-vae")
     assert not any("judged in the kernel" in t.message for t in rebound + stripped)

@@ -132,3 +132,41 @@ def test_a_failed_self_check_ends_with_what_it_tested(shell, capsys) -> None:
         "checks.check_reparameterization(reparameterize)",
     )
     assert "tested: z ~ N(mu, exp(log_var)) per element, fresh noise per row" in text, text
+
+
+def test_a_passed_public_call_shows_what_its_judge_measured_and_a_hidden_one_does_not(
+    tmp_path, capsys
+) -> None:
+    """A trained model's check says its score with the pass; a hidden call's score could tell
+    where its bar lies, so its feedback line stays bare."""
+    from autograder import job, verdict
+    from dgmlab.checks import core, evidence
+
+    @core.collect
+    def check_score(value: float, *, inputs: dict) -> dict:
+        """The score is at most 1."""
+        return {"score": value}
+
+    @check_score.judge
+    def _judge(inputs: dict, found: dict) -> str:
+        core.expect(found["score"] <= 1, f"score {found['score']}, expected at most 1")
+        return f"score {found['score']:.2f}"
+
+    check_score(0.5)
+    assert capsys.readouterr().out == "passed: check_score\n  measured: score 0.50\n"
+    spec = verdict.TestSpec(
+        "t",
+        (verdict.Call(check_score, {}, 0, 1), verdict.Call(check_score, {}, 1, 2)),
+        judged_in_kernel=False,
+    )
+    chall = {"calls": [{"inputs": {}}, {"inputs": {}}]}
+    for index in (0, 1):
+        evidence.save(
+            {"check": check_score.name, "evidence": {"score": 0.25}},
+            tmp_path / "evidence" / "t" / f"{index}.pt",
+        )
+    public, hidden = verdict.judge(spec, chall, tmp_path / "evidence", b"secret", "absent")
+    assert public.passed and public.measured == "score 0.25"
+    assert hidden.passed and hidden.measured == ""
+    assert job._verdict_line(public) == "passed: check_score\n  measured: score 0.25"
+    assert job._verdict_line(hidden) == "passed: hidden test 1"

@@ -232,15 +232,16 @@ class Check:
         self.tested = what_is_tested(collect)
         self._collect = collect
         self._inputs: Callable[..., dict] = lambda **params: {}
-        self._judge: Callable[..., None] | None = None
+        self._judge: Callable[..., str | None] | None = None
 
     def inputs(self, fn: Callable[..., dict]) -> Callable[..., dict]:
         """Decorator: the function that draws this check's challenge inputs."""
         self._inputs = fn
         return fn
 
-    def judge(self, fn: Callable[..., None]) -> Callable[..., None]:
-        """Decorator: the function that judges this check's evidence."""
+    def judge(self, fn: Callable[..., str | None]) -> Callable[..., str | None]:
+        """Decorator: the function that judges this check's evidence. It may return one line
+        saying what it measured (a trained model's score), shown with the pass."""
         self._judge = fn
         return fn
 
@@ -262,15 +263,17 @@ class Check:
             except Exception as exc:  # the student's code raised: that is the answer
                 return {evidence.ERROR: describe_error(exc)}
 
-    def verdict(self, inputs: dict, found: Evidence, params: dict, seed: int) -> None:
-        """Raise CheckFailed unless `found` is the evidence of a correct answer."""
+    def verdict(self, inputs: dict, found: Evidence, params: dict, seed: int) -> str | None:
+        """Raise CheckFailed unless `found` is the evidence of a correct answer; else return
+        what the judge measured, if it says."""
         if evidence.ERROR in found:
             raise CheckFailed(str(found[evidence.ERROR]))
         assert self._judge is not None, f"{self.name} has no judge"
         with restored_rng(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             seed_everything(seed)
-            self._judge(inputs, found, **params)
+            measured = self._judge(inputs, found, **params)
+        return measured if isinstance(measured, str) else None
 
     def __call__(self, *answers: Any, seed: int | None = None, **params: Any) -> None:
         """In a notebook: collect, then judge here (self-check) or leave it to the grader.
@@ -288,10 +291,12 @@ class Check:
         inputs = self.make_inputs(seed, params)
         found = evidence.admit(evidence.to_evidence(self.collect(answers, inputs, params, seed)))
         try:
-            self.verdict(inputs, found, params, seed)
+            measured = self.verdict(inputs, found, params, seed)
         except CheckFailed as exc:  # say which check, as the grader's feedback does
             raise CheckFailed(f"{self.__name__}: {exc}\ntested: {self.tested}") from None
         print(f"passed: {self.__name__}")
+        if measured:
+            print(f"  measured: {measured}")
 
 
 def what_is_tested(collect: Callable) -> str:
