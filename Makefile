@@ -40,11 +40,16 @@ autograde: install data
 demo: install data
 	$(PY) -m autograder.cli demo --out build/demo
 
+# pytest-xdist: one test process per core, each test file on one of them (its module fixtures,
+# e.g. a graded class, are made once); TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 test: install data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow and not data"
+	$(PY) -m pytest -q $(XDIST) -m "not slow and not data"
 
 golden: install
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_views.py -k golden

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
 import psutil
 
-from autograder import batch, feedback_math, job, nbgrader_release, sandbox, worker
+from autograder import batch, feedback_math, job, nbgrader_release, sandbox, slots, worker
 from autograder.views import CODE_STUB, TEXT_STUB
 from dgmlab import heldout
 
@@ -162,10 +163,13 @@ def settings(course: Path, use_sandbox: bool) -> job.Settings:
 
 
 def grade_submission(course: Path, student: str, lab: str, config: job.Settings) -> job.JobResult:
-    """Grade submitted/STUDENT/LAB/LAB.ipynb in this process (no pool, no ledger)."""
+    """Grade submitted/STUDENT/LAB/LAB.ipynb in this process (no pool, no ledger), in a slot
+    of this machine as a worker grades: a kernel run as slot 0's user without holding slot 0
+    was killed when a grading run beside it cleared that slot."""
     selection = batch.Selection(frozenset([student]), frozenset([lab]), force=True)
     (task,) = batch.plan(course, selection, policy(config.use_sandbox)).tasks
-    return worker.grade(task, config)
+    with slots.held_slot() as slot:
+        return worker.grade(task, replace(config, uid=slot.uid, cuda_devices=slot.cuda_devices))
 
 
 def autograde(

@@ -220,7 +220,9 @@ class Sandbox:
             "LANG": "C.UTF-8",
             "PYTHONPATH": str(self.library),
             "PYTHONDONTWRITEBYTECODE": "1",
-            "MPLBACKEND": "agg",
+            # figures go into the graded notebook, so the feedback shows the student's plots
+            # (as a kernel outside the sandbox draws them, and as nbgrader's feedback would)
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "MPLCONFIGDIR": str(self.scratch / ".matplotlib"),
             "JUPYTER_RUNTIME_DIR": str(self.scratch / ".jupyter"),
             "IPYTHONDIR": str(self.scratch / ".ipython"),

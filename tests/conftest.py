@@ -1,5 +1,6 @@
 """Shared fixtures: the repository's paths and a helper to write templates."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`make test`), the test processes share the cores: each gets its
+    part of them for torch, so that two processes of two threads do not spin on two cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """Each test leaves torch's thread count as it found it. Grading in this process (the
+    Gradescope entry point runs worker.run here) sets it to the grader's one thread per kernel,
+    and every later test then ran on one of the machine's two cores: the 300-secret power tests
+    at half speed."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

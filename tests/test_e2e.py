@@ -91,6 +91,24 @@ def test_feedback_shows_no_hidden_test(mini_demo) -> None:
     assert "HIDDEN" not in text and "check_kl_divergence_details" not in text
 
 
+def test_a_graded_notebook_keeps_the_students_figures(mini_demo) -> None:
+    """A figure drawn in the sandbox is in the graded notebook, and so in the feedback."""
+    out, _ = mini_demo
+    nb = nbformat.read(out / "course" / "release" / "mini" / "mini.ipynb", as_version=4)
+    plot = "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()"
+    nb.cells.append(nbformat.v4.new_code_cell(plot))
+    folder = out / "course" / "submitted" / "plotter" / "mini"
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "mini.ipynb")
+    try:
+        config = course.settings(out / "course", use_sandbox=True)
+        result = course.grade_submission(out / "course", "plotter", "mini", config)
+    finally:
+        shutil.rmtree(folder.parent)
+    drawn = result.notebook.cells[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in drawn), drawn
+
+
 def test_a_timed_out_run_is_graded_once_more(mini_demo, monkeypatch) -> None:
     """A kernel can stall with a request unanswered (ipykernel 1529, 1554): one more run."""
     out, _ = mini_demo
